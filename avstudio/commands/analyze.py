@@ -1,0 +1,45 @@
+"""`avstudio analyze`: heatmaps per sound cluster (and stems) for a whole clip."""
+
+from __future__ import annotations
+
+
+def register(sub):
+    p = sub.add_parser("analyze", help="heatmaps (and separated stems) for every frame of a video",
+                       description="Writes DIR/heatmaps.npz (heatmaps [T,K,h,w] in 0..1, times [T]), "
+                                   "DIR/stems/<k>.wav and DIR/summary.json.")
+    p.add_argument("video")
+    p.add_argument("--model", default=None, help="MODEL file or folder (default: the shipped model)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--k", type=int, default=None, help="number of sound clusters (default: the counter's estimate)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=32, help="frames per batch")
+    p.add_argument("--no-stems", action="store_true", help="skip source separation")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def run(args) -> int:
+    import json
+
+    from ..analysis.localize import analyze_clip
+    from ..errors import AVStudioError
+    from ..nets.checkpoint import load_model
+    from ..progress import tqdm_progress
+
+    if args.k is not None and not 1 <= args.k <= 6:
+        raise AVStudioError("--k must be between 1 and 6")
+    bundle = load_model(args.model, device=args.device)
+    progress = tqdm_progress(disable=args.quiet)
+    try:
+        res = analyze_clip(bundle, args.video, k=args.k, batch=args.batch, progress=progress)
+        extra = {}
+        if bundle.separator is not None and not args.no_stems:
+            from ..analysis.separate import write_stems
+
+            extra = write_stems(bundle, args.video, res, args.out, progress=progress)
+        out = res.save(args.out, extra_summary=extra)
+    finally:
+        progress.close()
+    print(json.dumps({"out": str(out), "k": res.k, "frames": int(len(res.times)),
+                      "timings": res.timings}, indent=2))
+    return 0

@@ -1,0 +1,105 @@
+"""`avstudio train`: curriculum training / fine-tuning (single process or under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError("stages are source counts >= 1, e.g. 1,2,3")
+    return vals
+
+
+def register(sub):
+    p = sub.add_parser("train", help="train or fine-tune the model with the curriculum (C1, C2, ...)",
+                       description="Train (or fine-tune with --init) the clustering-alignment model stage by "
+                                   "stage, simple scenes first, then fit the source counter. Re-running the same "
+                                   "command resumes an interrupted run. Works unchanged under torchrun.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--manifest", help="CSV with columns path,count (count may be empty)")
+    src.add_argument("--library", help="an AV Studio clip library: train on its annotated clips")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, cards, the final model)")
+    p.add_argument("--stages", type=_ints, default=None, help="source counts in order, e.g. 1,2 (default: all present)")
+    p.add_argument("--init", default=None, help="MODEL to fine-tune (file or folder)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--epochs", type=int, default=8, help="epochs per stage (default 8)")
+    p.add_argument("--max-minutes", type=float, default=None, help="time budget shared out over the stages")
+    p.add_argument("--batch-clips", type=int, default=16, help="clips per step (x2 moments each)")
+    p.add_argument("--clip-repeats", type=int, default=4, help="samples per clip per epoch")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--alignment", choices=["source", "scene"], default="source",
+                   help="source-level (clusters + matching; the method) or scene-level (ablation only)")
+    p.add_argument("--counter-epochs", type=int, default=6, help="epochs of counter fitting (0: skip)")
+    p.add_argument("--val-data", default=None, help="a synth folder (other seeds) to track localization per epoch")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def rows_from_args(args):
+    from ..errors import DataError
+    from ..train.trainer import Row
+
+    if args.manifest:
+        from ..data.manifest import read_manifest
+
+        rows = [Row(r.path, r.count) for r in read_manifest(args.manifest)]
+        summary = {"manifest": args.manifest}
+    else:
+        from ..data.library import ClipLibrary
+
+        with ClipLibrary(args.library, create=False) as lib:
+            rows = [Row(r["path"], r["count"]) for r in lib.annotated_manifest_rows()
+                    if r["count"] is not None]
+        summary = {"library": args.library}
+    if not rows:
+        raise DataError("no clips to train on")
+    counts = {}
+    for r in rows:
+        counts[str(r.count)] = counts.get(str(r.count), 0) + 1
+    summary.update({"clips": len(rows), "clips_per_count": counts})
+    return rows, summary
+
+
+def run(args) -> int:
+    import json
+
+    from ..progress import tqdm_progress
+    from ..train import distributed as D
+    from ..train.trainer import TrainConfig, Trainer
+
+    rows, summary = rows_from_args(args)
+    tcfg = TrainConfig(stages=args.stages, epochs=args.epochs, batch_clips=args.batch_clips,
+                       clip_repeats=args.clip_repeats, lr=args.lr, seed=args.seed,
+                       alignment=args.alignment, counter_epochs=args.counter_epochs,
+                       max_minutes=args.max_minutes, device=args.device, threads=args.threads)
+    info = D.from_env()
+    progress = tqdm_progress(disable=args.quiet or not info.is_main)
+    val_fn = None
+    if args.val_data:
+        from ..analysis.evaluate import make_val_fn
+        from ..nets.config import AVConfig
+
+        val_fn = make_val_fn(args.val_data, AVConfig())
+    command = "avstudio " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    trainer = Trainer(rows, args.out, tcfg, init=args.init, progress=progress, val_fn=val_fn,
+                      command=command, data_summary=summary)
+    try:
+        res = trainer.run()
+    finally:
+        progress.close()
+        D.cleanup(info)
+    if info.is_main:
+        last = res.history[-1] if res.history else {}
+        print(json.dumps({"model": str(res.model_path), "resumed": res.resumed,
+                          "already_done": res.already_done, "skipped_clips": len(res.skipped_clips),
+                          "last_epoch": last}, indent=2))
+    return 0

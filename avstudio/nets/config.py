@@ -1,0 +1,78 @@
+"""Architecture configuration shared by the localizer, the counter and the separator.
+
+A config is a plain dataclass that round-trips through JSON (it is written into every
+model card), so a checkpoint can be rebuilt without unpickling anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SAMPLE_RATE = 16000
+
+
+@dataclass
+class AVConfig:
+    # input
+    sample_rate: int = SAMPLE_RATE
+    frame_size: int = 112  # frames are resized to frame_size x frame_size
+    audio_seconds: float = 1.0  # audio window centred on the frame
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    # visual encoder: stride-4 conv net with replicate padding (DESIGN.md section 7)
+    vis_channels: tuple[int, ...] = (32, 64, 64, 64, 64)
+    # audio encoder
+    aud_channels: tuple[int, ...] = (32, 64, 64, 64)
+    embed_dim: int = 64
+    # soft k-means
+    kmeans_iters: int = 4
+    kmeans_beta: float = 30.0  # softmax(-beta * squared distance) on unit vectors
+    visual_extra_clusters: int = 1  # visual clusters = k + this (background)
+    # contrastive objective
+    temperature: float = 0.07
+    alignment: str = "source"  # "source" (clusters + matching) or "scene" (pooled, ablation only)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AVConfig":
+        known = {f.name for f in fields(cls)}
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
+        return cls(**kw)
+
+    @property
+    def audio_samples(self) -> int:
+        return int(round(self.audio_seconds * self.sample_rate))
+
+
+@dataclass
+class CounterConfig:
+    max_count: int = 8
+    hidden: int = 64
+    aud_channels: tuple[int, ...] = (16, 32, 64)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["aud_channels"] = list(self.aud_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CounterConfig":
+        known = {f.name for f in fields(cls)}
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
+        return cls(**kw)
+
+
+def default_config(**overrides: Any) -> AVConfig:
+    return AVConfig(**overrides)
+
+
+__all__ = ["AVConfig", "CounterConfig", "SAMPLE_RATE", "default_config", "field"]

@@ -1,0 +1,66 @@
+"""Source counting by Poisson regression on audio-visual features (as in the paper).
+
+The counter sees one audio window and its frame: a small audio conv trunk of its own on
+the log-mel spectrogram, plus the (frozen) clustering-alignment model's pooled audio and
+visual embeddings. It predicts a Poisson rate lambda; a clip's rate is the mean rate of
+its windows, the predicted count is the nearest integer to it, and the confidence is how
+far lambda sits from the decision boundary (1 at an integer, 0 half way between two).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import AVConfig, CounterConfig
+from .model import AVModel, LogMel
+
+
+class Counter(nn.Module):
+    def __init__(self, cfg: CounterConfig, av_cfg: AVConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.logmel = LogMel(av_cfg)
+        self.norm = nn.BatchNorm2d(1)
+        layers = []
+        cin = 1
+        for c in cfg.aud_channels:
+            layers += [nn.Conv2d(cin, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c),
+                       nn.ReLU(inplace=True)]
+            cin = c
+        self.trunk = nn.Sequential(*layers)
+        feat = cin * 2 + av_cfg.embed_dim * 4
+        self.head = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(cfg.hidden, 1))
+
+    def features(self, wave: torch.Tensor, av: AVModel, frames: torch.Tensor | None) -> torch.Tensor:
+        x = self.norm(torch.log(self.logmel(wave) + 1e-8))
+        t = self.trunk(x)
+        own = torch.cat([t.mean((2, 3)), t.amax((2, 3))], 1)
+        with torch.no_grad():
+            aud, w = av.audio(wave)
+            af = aud.flatten(2)
+            wn = w / w.sum(1, keepdim=True).clamp_min(1e-6)
+            a_mean = (af * wn.unsqueeze(1)).sum(-1)
+            a_std = ((af - a_mean.unsqueeze(-1)) ** 2 * wn.unsqueeze(1)).sum(-1).clamp_min(0).sqrt()
+            if frames is not None:
+                vf = av.visual(frames).flatten(2)
+                v_mean, v_max = vf.mean(-1), vf.amax(-1)
+            else:
+                v_mean = torch.zeros_like(a_mean)
+                v_max = torch.zeros_like(a_mean)
+        return torch.cat([own, a_mean, a_std, v_mean, v_max], 1)
+
+    def log_rate(self, wave: torch.Tensor, av: AVModel, frames: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(wave, av, frames)).squeeze(1).clamp(-5.0, 3.0)
+
+    def loss(self, wave, av, frames, counts: torch.Tensor) -> torch.Tensor:
+        return F.poisson_nll_loss(self.log_rate(wave, av, frames), counts.float(), log_input=True)
+
+
+def rate_to_count(rate: torch.Tensor | float, max_count: int = 16) -> tuple[int, float]:
+    lam = float(rate)
+    n = int(min(max(round(lam), 0), max_count))
+    conf = float(max(0.0, 1.0 - 2.0 * abs(lam - round(lam))))
+    return n, conf

@@ -1,0 +1,490 @@
+"""The curriculum trainer of the clustering-alignment model and its source counter.
+
+Clips are graded by their number of sound sources (from the manifest; predicted by the
+counter of ``init`` where a count is missing). Stages C1, C2, ... run in order, k set to
+the stage's count, each starting from the previous one's weights. Then the counter is
+fitted (Poisson regression) on every labelled clip with the encoders frozen.
+
+A run folder holds::
+
+    run.json                  settings, data summary, command, status
+    checkpoint.safetensors    model + optimizer after the last finished epoch (+ .json)
+    stages/C<k>.safetensors   the model at the end of each stage (+ .json card)
+    model.safetensors         the final model (+ model.json, its card)
+    history.jsonl             one line per epoch: stage, epoch, loss, acc, val metrics, time
+
+Running the same command again resumes after the last finished epoch (at most one epoch
+is lost to Ctrl-C or kill -9); a finished run is reported and left as it is. Progress goes
+to a plain callback (CLI: tqdm, GUI: Qt signals). Under torchrun the same code trains
+with DistributedDataParallel; rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..data.clips import ClipWindows, augment_frames, collate_windows
+from ..errors import Cancelled, CheckpointError, DataError
+from ..nets.checkpoint import (component_tensors, load_model, load_state, load_tensors,
+                               save_tensors)
+from ..nets.config import AVConfig, CounterConfig
+from ..nets.counter import Counter, rate_to_count
+from ..nets.model import AVModel
+from ..progress import ProgressFn, emit
+from . import distributed as D
+
+
+@dataclass
+class TrainConfig:
+    stages: Optional[list[int]] = None  # None: every count present in the data (>= 1)
+    epochs: int = 8  # per stage
+    batch_clips: int = 16  # clips per step; each gives `moments` pairs
+    moments: int = 2  # moments per clip in a batch (same-clip negatives)
+    clip_repeats: int = 4  # samples drawn per clip per epoch
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    pos_weight: float = 0.5
+    alignment: str = "source"  # "scene" only for the ablation
+    counter_epochs: int = 6
+    max_minutes: Optional[float] = None  # time budget shared out over the stages
+    seed: int = 0
+    device: str = "cpu"
+    num_workers: int = 0
+    augment: bool = True
+    threads: Optional[int] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Row:
+    path: str
+    count: Optional[int]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    history: list[dict[str, Any]]
+    resumed: bool = False
+    already_done: bool = False
+    skipped_clips: dict[str, str] = field(default_factory=dict)
+
+
+def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for name, val in st.items():
+            t = val if torch.is_tensor(val) else torch.tensor(val)
+            tensors[f"opt.{pid}.{name}"] = t
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_opt(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, t in tensors.items():
+        if not key.startswith("opt."):
+            continue
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = t
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def grade_rows(rows: Sequence[Row], init_bundle=None, cfg: AVConfig | None = None,
+               progress: ProgressFn | None = None) -> list[Row]:
+    """Fill in missing counts with the counter's predictions (clear error if impossible)."""
+    unknown = [r for r in rows if r.count is None]
+    if not unknown:
+        return list(rows)
+    if init_bundle is None or init_bundle.counter is None:
+        raise DataError(f"{len(unknown)} clip(s) have no source count (e.g. {unknown[0].path}) and "
+                        "there is no counter to predict it: label them, or pass --init with a model "
+                        "that has a counter")
+    from ..analysis.localize import predict_count
+
+    out = []
+    for i, r in enumerate(rows):
+        if r.count is None:
+            n, _conf, _lam = predict_count(init_bundle, r.path)
+            r = Row(r.path, n)
+        out.append(r)
+        emit(progress, "grading", i + 1, len(rows))
+    return out
+
+
+class Trainer:
+    def __init__(self, rows: Sequence[Row], run_dir: str | os.PathLike, tcfg: TrainConfig,
+                 model_cfg: AVConfig | None = None, init: Optional[str] = None,
+                 progress: ProgressFn | None = None, cancel=None,
+                 val_fn: Optional[Callable[[AVModel, int], dict[str, float]]] = None,
+                 command: Optional[str] = None, data_summary: Optional[dict] = None):
+        self.rows = list(rows)
+        self.run_dir = Path(run_dir)
+        self.tcfg = tcfg
+        self.init = init
+        self.progress = progress
+        self.cancel = cancel
+        self.val_fn = val_fn
+        self.command = command or " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+        self.data_summary = data_summary or {}
+        self.dist = D.init(tcfg.device)
+        dev = tcfg.device
+        if dev.startswith("cuda") and self.dist.enabled:
+            dev = f"cuda:{self.dist.local_rank}"
+        if dev.startswith("cuda") and not torch.cuda.is_available():
+            raise DataError("--device cuda was asked for but no CUDA device is available")
+        self.device = torch.device(dev)
+        if tcfg.threads:
+            torch.set_num_threads(tcfg.threads)
+        torch.manual_seed(tcfg.seed)
+        self.init_bundle = None
+        if init:
+            self.init_bundle = load_model(init)
+            if self.init_bundle.av is None:
+                raise CheckpointError(f"{init}: holds no clustering-alignment model to fine-tune")
+            model_cfg = self.init_bundle.av.cfg
+        self.model_cfg = model_cfg or AVConfig(alignment=tcfg.alignment)
+        self.model = AVModel(self.model_cfg).to(self.device)
+        self.counter = Counter(CounterConfig(), self.model_cfg).to(self.device)
+        if self.init_bundle is not None:
+            self.model.load_state_dict(self.init_bundle.av.state_dict())
+            if self.init_bundle.counter is not None:
+                self.counter.load_state_dict(self.init_bundle.counter.state_dict())
+        self.history: list[dict[str, Any]] = []
+        self.skipped: dict[str, str] = {}
+
+    # -- files --------------------------------------------------------------------------------
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoint.safetensors"
+
+    def _card(self, stages_done: list[dict], extra: Optional[dict] = None) -> dict[str, Any]:
+        card = {
+            "kind": "avstudio-localizer",
+            "components": {"av": {"class": "AVModel", "config": self.model_cfg.to_dict()},
+                           "counter": {"class": "Counter", "config": self.counter.cfg.to_dict()}},
+            "training": self.tcfg.to_dict(),
+            "stages": stages_done,
+            "data": self.data_summary,
+            "init": self.init,
+            "command": self.command,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "torch": torch.__version__,
+        }
+        if extra:
+            card.update(extra)
+        return card
+
+    def _model_tensors(self) -> dict[str, torch.Tensor]:
+        t = component_tensors("av", self.model)
+        t.update(component_tensors("counter", self.counter))
+        return t
+
+    def _save_checkpoint(self, opt, stage_index: int, epoch: int, phase: str, stages_done, elapsed: float):
+        if not self.dist.is_main:
+            return
+        tensors = self._model_tensors()
+        ot, ometa = _opt_tensors(opt)
+        tensors.update(ot)
+        card = self._card(stages_done, {"checkpoint": {"phase": phase, "stage_index": stage_index,
+                                                       "epoch": epoch, "elapsed_s": elapsed,
+                                                       "optimizer": ometa}})
+        save_tensors(self.ckpt_path, tensors, card)
+
+    def _write_run_json(self, status: str, extra: Optional[dict] = None) -> None:
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        info = {"status": status, "training": self.tcfg.to_dict(), "model": self.model_cfg.to_dict(),
+                "data": self.data_summary, "init": self.init, "command": self.command,
+                "n_clips": len(self.rows)}
+        if extra:
+            info.update(extra)
+        tmp = self.run_dir / "run.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        os.replace(tmp, self.run_dir / "run.json")
+
+    def _log(self, entry: dict[str, Any]) -> None:
+        self.history.append(entry)
+        if self.dist.is_main:
+            with open(self.run_dir / "history.jsonl", "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+
+    def _compatible(self, old: dict[str, Any]) -> bool:
+        keep = ("stages", "epochs", "batch_clips", "moments", "alignment", "seed", "counter_epochs")
+        a, b = old.get("training", {}), self.tcfg.to_dict()
+        return all(a.get(k) == b.get(k) for k in keep) and old.get("n_clips") == len(self.rows)
+
+    # -- main -----------------------------------------------------------------------------------
+    def stage_counts(self) -> list[int]:
+        present = sorted({r.count for r in self.rows if r.count is not None and r.count >= 1})
+        if self.tcfg.stages:
+            missing = [s for s in self.tcfg.stages if s not in present]
+            if missing:
+                raise DataError(f"no clips with {missing[0]} source(s) for stage C{missing[0]} "
+                                f"(the data has counts {present})")
+            return list(self.tcfg.stages)
+        if not present:
+            raise DataError("no clip has a source count >= 1: nothing to train on")
+        return present
+
+    def run(self) -> TrainResult:
+        self.rows = grade_rows(self.rows, self.init_bundle, self.model_cfg, self.progress)
+        stages = self.stage_counts()
+        if self.tcfg.stages is None:
+            self.tcfg.stages = stages
+        final = self.run_dir / "model.safetensors"
+        resumed = False
+        start_stage, start_epoch, phase = 0, 0, "stages"
+        elapsed_before = 0.0
+        stages_done: list[dict] = []
+        opt_state = None
+        run_json = self.run_dir / "run.json"
+        if run_json.exists():
+            try:
+                old = json.loads(run_json.read_text())
+            except (OSError, json.JSONDecodeError):
+                old = {}
+            if old and not self._compatible(old):
+                raise DataError(f"{self.run_dir} holds a run with other settings; use a new --out folder")
+            if old.get("status") == "done" and final.exists():
+                emit(self.progress, "train", 1, 1, "already finished")
+                hist = []
+                hp = self.run_dir / "history.jsonl"
+                if hp.exists():
+                    hist = [json.loads(line) for line in hp.read_text().splitlines() if line.strip()]
+                return TrainResult(self.run_dir, final, hist, already_done=True)
+        if self.ckpt_path.exists():
+            tensors, card = load_tensors(self.ckpt_path)
+            load_state(self.model, tensors, "av.", str(self.ckpt_path))
+            load_state(self.counter, tensors, "counter.", str(self.ckpt_path))
+            ck = card["checkpoint"]
+            phase = ck["phase"]
+            start_stage, start_epoch = ck["stage_index"], ck["epoch"] + 1
+            elapsed_before = float(ck.get("elapsed_s", 0.0))
+            stages_done = card.get("stages", [])
+            opt_state = (tensors, ck["optimizer"])
+            resumed = True
+            hp = self.run_dir / "history.jsonl"
+            if hp.exists() and self.dist.is_main:
+                lines = [json.loads(x) for x in hp.read_text().splitlines() if x.strip()]
+                # drop entries of the epoch that was interrupted after its log line
+                order = {"stages": 0, "counter": 1}
+                mark = (order[phase], ck["stage_index"], ck["epoch"])
+                self.history = [e for e in lines
+                                if (order[e["phase"]], e["stage_index"], e["epoch"]) <= mark]
+                hp.write_text("".join(json.dumps(e) + "\n" for e in self.history))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_run_json("running", {"stages": stages})
+        t0 = time.time() - elapsed_before
+        budget = None if self.tcfg.max_minutes is None else self.tcfg.max_minutes * 60.0
+
+        if phase == "stages":
+            for si in range(start_stage, len(stages)):
+                k = stages[si]
+                ep0 = start_epoch if si == start_stage else 0
+                if si != start_stage:
+                    opt_state = None
+                stage_deadline = None
+                if budget is not None:
+                    # stage si may run until its cumulative share of the budget is spent (so
+                    # time an earlier stage left unused goes to the later ones); the counter
+                    # gets a quarter of a stage's share
+                    units = len(stages) + (0.25 if self.tcfg.counter_epochs > 0 else 0.0)
+                    stage_deadline = t0 + budget * (si + 1) / units
+                info = self._train_stage(si, k, ep0, opt_state, stages_done, t0, stage_deadline)
+                stages_done = [s for s in stages_done if s["k"] != k] + [info]
+                if self.dist.is_main:
+                    save_tensors(self.run_dir / "stages" / f"C{k}.safetensors", self._model_tensors(),
+                                 self._card(stages_done))
+            start_epoch, opt_state = 0, None
+        counter_info = self._train_counter(start_epoch if phase == "counter" else 0,
+                                           opt_state if phase == "counter" else None,
+                                           stages_done, t0, None if budget is None else t0 + budget)
+        if self.dist.is_main:
+            card = self._card(stages_done, {"counter_training": counter_info,
+                                            "history": self.history,
+                                            "train_seconds": time.time() - t0})
+            save_tensors(final, self._model_tensors(), card)
+        self._write_run_json("done", {"stages": stages, "model": str(final),
+                                      "skipped_clips": self.skipped})
+        D.barrier(self.dist)
+        return TrainResult(self.run_dir, final, self.history, resumed=resumed, skipped_clips=self.skipped)
+
+    # -- stages ---------------------------------------------------------------------------------
+    def _loader(self, rows: list[Row], epoch: int, seed_offset: int):
+        ds = ClipWindows(rows, self.model_cfg, moments=self.tcfg.moments, seed=self.tcfg.seed + seed_offset)
+        return ds
+
+    def _batches(self, ds: ClipWindows, epoch: int, steps: int, stage_key: int):
+        """Deterministic batches of clip indices (DistributedSampler-like split across ranks)."""
+        ds.set_epoch(epoch)
+        n = len(ds)
+        rng = np.random.default_rng([self.tcfg.seed, stage_key, epoch])
+        order = np.concatenate([rng.permutation(n) for _ in range(math.ceil(steps * self.tcfg.batch_clips / n) + 1)])
+        W, R = self.dist.world_size, self.dist.rank
+        per_rank = max(1, self.tcfg.batch_clips // W)
+        for s in range(steps):
+            chunk = order[s * self.tcfg.batch_clips:(s + 1) * self.tcfg.batch_clips]
+            mine = chunk[R * per_rank:(R + 1) * per_rank]
+            yield collate_windows([ds[int(i)] for i in mine])
+
+    def _cached_dataset(self, rows: list[Row], key: int) -> ClipWindows:
+        if not hasattr(self, "_datasets"):
+            self._datasets: dict[int, ClipWindows] = {}
+        if key not in self._datasets:
+            ds = self._loader(rows, 0, key)
+            # decode every clip once up front, with progress (training then reads memory)
+            for i in range(len(ds)):
+                if self.cancel is not None and self.cancel.is_set():
+                    raise Cancelled("training cancelled while decoding clips")
+                ds.clip(i)
+                emit(self.progress, f"decode:C{key}" if key < 100 else "decode", i + 1, len(ds))
+            self.skipped.update(ds.failures)
+            if len(ds.failures) == len(ds):
+                raise DataError(f"none of the {len(ds)} clips could be decoded "
+                                f"(first: {next(iter(ds.failures.values()))})")
+            self._datasets[key] = ds
+        return self._datasets[key]
+
+    def _train_stage(self, si: int, k: int, ep0: int, opt_state, stages_done, t0: float,
+                     deadline: Optional[float]) -> dict:
+        rows = [r for r in self.rows if r.count == k]
+        ds = self._cached_dataset(rows, k)
+        model = self.model
+        ddp = model
+        if self.dist.enabled:
+            ddp = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        opt = torch.optim.Adam(model.parameters(), lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay)
+        if opt_state is not None:
+            _load_opt(opt, *opt_state)
+        steps = max(1, math.ceil(len(rows) * self.tcfg.clip_repeats / self.tcfg.batch_clips))
+        total = steps * self.tcfg.epochs
+        task = f"train:C{k}"
+        last = {"loss": float("nan"), "acc": float("nan")}
+        epochs_run = ep0
+        for epoch in range(ep0, self.tcfg.epochs):
+            if deadline is not None and D.broadcast_flag(time.time() > deadline, self.dist):
+                break
+            model.train()
+            gen = torch.Generator().manual_seed(self.tcfg.seed * 1000003 + k * 1009 + epoch)
+            sum_loss = sum_acc = 0.0
+            n = 0
+            for s, batch in enumerate(self._batches(ds, epoch, steps, k)):
+                if self.cancel is not None and self.cancel.is_set():
+                    raise Cancelled(f"training cancelled in stage C{k}, epoch {epoch + 1}; "
+                                    "the last finished epoch is saved")
+                if batch is None:
+                    continue
+                frames = batch["frames"]
+                if self.tcfg.augment:
+                    frames = augment_frames(frames, gen)
+                frames = frames.to(self.device, non_blocking=True)
+                wave = batch["wave"].to(self.device, non_blocking=True)
+                gain = torch.exp(0.3 * torch.randn(wave.shape[0], 1, generator=gen)).to(self.device)
+                loss, acc = ddp(frames, wave * gain, k, self.tcfg.alignment, self.tcfg.pos_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                opt.step()
+                sum_loss += float(loss.detach())
+                sum_acc += float(acc)
+                n += 1
+                emit(self.progress, task, epoch * steps + s + 1, total, f"epoch {epoch + 1}/{self.tcfg.epochs}",
+                     loss=sum_loss / n, acc=sum_acc / n, epoch=epoch + 1, stage=f"C{k}")
+            stats = torch.tensor([sum_loss / max(n, 1), sum_acc / max(n, 1)])
+            stats = D.all_reduce_mean(stats.to(self.device) if self.device.type == "cuda" else stats, self.dist).cpu()
+            last = {"loss": float(stats[0]), "acc": float(stats[1])}
+            entry = {"phase": "stages", "stage": f"C{k}", "k": k, "stage_index": si, "epoch": epoch,
+                     "steps": n, "time_s": time.time() - t0, **last}
+            if self.val_fn is not None and self.dist.is_main:
+                model.eval()
+                entry["val"] = self.val_fn(model, k)
+            self._log(entry)
+            emit(self.progress, task, (epoch + 1) * steps, total, f"epoch {epoch + 1}/{self.tcfg.epochs}",
+                 epoch_done=epoch + 1, **last, **({"val": entry["val"]} if "val" in entry else {}))
+            info = {"k": k, "stage": f"C{k}", "clips": len(rows), "epochs": epoch + 1, **last}
+            done = [s for s in stages_done if s["k"] != k] + [info]
+            self._save_checkpoint(opt, si, epoch, "stages", done, time.time() - t0)
+            epochs_run = epoch + 1
+        if epochs_run == ep0 and ep0 > 0:  # resumed after the stage's last epoch
+            prev = [s for s in stages_done if s["k"] == k]
+            if prev:
+                return prev[0]
+        return {"k": k, "stage": f"C{k}", "clips": len(rows), "epochs": epochs_run, **last}
+
+    def _train_counter(self, ep0: int, opt_state, stages_done, t0: float, deadline) -> dict:
+        rows = [r for r in self.rows if r.count is not None]
+        if not rows or self.tcfg.counter_epochs <= 0:
+            return {"epochs": 0}
+        counts = sorted({r.count for r in rows})
+        ds = self._cached_dataset(rows, 1000)  # all labelled clips
+        self.model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        params = [p for p in self.counter.parameters()]
+        opt = torch.optim.Adam(params, lr=self.tcfg.lr)
+        if opt_state is not None:
+            _load_opt(opt, *opt_state)
+        steps = max(1, math.ceil(len(rows) * self.tcfg.clip_repeats / self.tcfg.batch_clips))
+        total = steps * self.tcfg.counter_epochs
+        last = {"loss": float("nan"), "acc": float("nan")}
+        counter = self.counter
+        cddp = counter
+        for epoch in range(ep0, self.tcfg.counter_epochs):
+            if deadline is not None and epoch > 0 and D.broadcast_flag(time.time() > deadline, self.dist):
+                break
+            counter.train()
+            gen = torch.Generator().manual_seed(self.tcfg.seed * 7919 + epoch)
+            sl = sa = 0.0
+            n = 0
+            for s, batch in enumerate(self._batches(ds, epoch, steps, 1000)):
+                if self.cancel is not None and self.cancel.is_set():
+                    raise Cancelled("training cancelled while fitting the counter")
+                if batch is None:
+                    continue
+                frames = batch["frames"].to(self.device)
+                wave = batch["wave"].to(self.device)
+                gain = torch.exp(0.3 * torch.randn(wave.shape[0], 1, generator=gen)).to(self.device)
+                y = batch["count"].to(self.device)
+                lr = cddp.log_rate(wave * gain, self.model, frames)
+                loss = torch.nn.functional.poisson_nll_loss(lr, y.float(), log_input=True)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.dist.enabled:
+                    for p in params:
+                        if p.grad is not None:
+                            torch.distributed.all_reduce(p.grad)
+                            p.grad /= self.dist.world_size
+                opt.step()
+                acc = (torch.round(lr.exp()).clamp(0, 16) == y).float().mean()
+                sl += float(loss)
+                sa += float(acc)
+                n += 1
+                emit(self.progress, "train:counter", epoch * steps + s + 1, total,
+                     f"epoch {epoch + 1}/{self.tcfg.counter_epochs}", loss=sl / n, acc=sa / n)
+            last = {"loss": sl / max(n, 1), "acc": sa / max(n, 1)}
+            self._log({"phase": "counter", "stage": "counter", "k": 0, "stage_index": len(stages_done),
+                       "epoch": epoch, "steps": n, "time_s": time.time() - t0, **last})
+            self._save_checkpoint(opt, len(stages_done), epoch, "counter", stages_done, time.time() - t0)
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        counter.eval()
+        return {"epochs": self.tcfg.counter_epochs, "counts": counts, **last}
+
+
+__all__ = ["TrainConfig", "Trainer", "Row", "TrainResult", "rate_to_count"]
