@@ -39,6 +39,8 @@ def register(sub):
                    help="source-level (clusters + matching; the method) or scene-level (ablation only)")
     p.add_argument("--counter-epochs", type=int, default=6, help="epochs of counter fitting (0: skip)")
     p.add_argument("--val-data", default=None, help="a synth folder (other seeds) to track localization per epoch")
+    p.add_argument("--arch", choices=["default", "small"], default="default",
+                   help="network size for a new model (small: tests and quick experiments)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -88,9 +90,12 @@ def run(args) -> int:
         from ..analysis.evaluate import make_val_fn
         from ..nets.config import AVConfig
 
-        val_fn = make_val_fn(args.val_data, AVConfig())
+        val_fn = make_val_fn(args.val_data, AVConfig())  # only the input settings are used
     command = "avstudio " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
-    trainer = Trainer(rows, args.out, tcfg, init=args.init, progress=progress, val_fn=val_fn,
+    from ..nets.config import default_config
+
+    model_cfg = None if args.init else default_config(args.arch, alignment=args.alignment)
+    trainer = Trainer(rows, args.out, tcfg, model_cfg=model_cfg, init=args.init, progress=progress, val_fn=val_fn,
                       command=command, data_summary=summary)
     try:
         res = trainer.run()

@@ -71,8 +71,15 @@ class CounterConfig:
         return cls(**kw)
 
 
-def default_config(**overrides: Any) -> AVConfig:
-    return AVConfig(**overrides)
+ARCHS = {
+    "default": {},
+    # a tiny network for tests and quick experiments (same code, fewer channels)
+    "small": {"vis_channels": (8, 16, 16), "aud_channels": (8, 16, 16), "embed_dim": 16},
+}
+
+
+def default_config(arch: str = "default", **overrides: Any) -> AVConfig:
+    return AVConfig(**{**ARCHS[arch], **overrides})
 
 
 __all__ = ["AVConfig", "CounterConfig", "SAMPLE_RATE", "default_config", "field"]

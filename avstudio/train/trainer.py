@@ -472,7 +472,7 @@ class Trainer:
                             p.grad /= self.dist.world_size
                 opt.step()
                 acc = (torch.round(lr.exp()).clamp(0, 16) == y).float().mean()
-                sl += float(loss)
+                sl += float(loss.detach())
                 sa += float(acc)
                 n += 1
                 emit(self.progress, "train:counter", epoch * steps + s + 1, total,

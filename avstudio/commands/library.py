@@ -1,0 +1,253 @@
+"""`avstudio library`: manage a clip library (SQLite) of clips and source-count annotations.
+
+    avstudio library init LIB
+    avstudio library import LIB PATH...          folders, manifest .csv files or media files
+    avstudio library list LIB [--unannotated] [--stage C1] [--json]
+    avstudio library annotate LIB CLIP_PATH_OR_ID COUNT [--unsure] [--who NAME]
+    avstudio library export LIB OUT.csv|OUT.json [--all]
+    avstudio library stats LIB [--json]
+
+See docs/library.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from ..errors import DataError
+
+HELP = "manage a clip library: import clips and manifests, annotate source counts, export"
+
+
+def register(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("library", help=HELP, description=HELP)
+    lsub = p.add_subparsers(dest="library_command", metavar="ACTION")
+
+    q = lsub.add_parser("init", help="create a library file (or migrate an existing one)")
+    q.add_argument("lib", metavar="LIB", help="library file, e.g. clips.avlib")
+
+    q = lsub.add_parser("import", help="add clips from folders, manifest CSVs or media files")
+    q.add_argument("lib", metavar="LIB")
+    q.add_argument("paths", metavar="PATH", nargs="+",
+                   help="a folder (searched for mp4/mkv/webm/mov/avi/m4v), a manifest .csv "
+                        "(path,count), or a media file")
+    q.add_argument("--no-recursive", dest="recursive", action="store_false",
+                   help="only the top level of folders")
+    q.add_argument("--who", default="manifest",
+                   help="annotator recorded for manifest counts without a 'who' column "
+                        "(default: manifest)")
+    q.add_argument("--create", action="store_true", help="create LIB if it does not exist")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    q = lsub.add_parser("list", help="list clips")
+    q.add_argument("lib", metavar="LIB")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--unannotated", action="store_const", const="unannotated", dest="filter",
+                   help="only clips without annotation")
+    g.add_argument("--annotated", action="store_const", const="annotated", dest="filter",
+                   help="only annotated clips")
+    g.add_argument("--unsure", action="store_const", const="unsure", dest="filter",
+                   help="only clips annotated as unsure")
+    g.add_argument("--missing", action="store_const", const="missing", dest="filter",
+                   help="only clips whose file is missing")
+    g.add_argument("--disagree", action="store_const", const="disagree", dest="filter",
+                   help="only clips whose annotation and prediction differ")
+    q.add_argument("--stage", metavar="CN", help="only clips of this stage, e.g. C1 (none: no stage)")
+    q.add_argument("--search", metavar="TEXT", help="only clips whose path contains TEXT")
+    q.add_argument("--sort", default="path",
+                   help="path, id, added, duration, count, confidence, stage, annotated_at "
+                        "(prefix - to reverse; default path)")
+    q.add_argument("--limit", type=int, help="at most this many clips")
+    q.add_argument("--json", action="store_true", help="print JSON (a list of clips)")
+
+    q = lsub.add_parser("annotate", help="set the source count of a clip")
+    q.add_argument("lib", metavar="LIB")
+    q.add_argument("clip", metavar="CLIP_PATH_OR_ID", help="clip id (see list) or file path")
+    q.add_argument("count", metavar="COUNT",
+                   help="number of audible sources 0..16 (0: none audible), '?' for "
+                        "\"can't tell\", or 'clear' to remove the annotation")
+    q.add_argument("--unsure", action="store_true", help="mark the count as unsure")
+    q.add_argument("--who", help="annotator name (default: your user name)")
+
+    q = lsub.add_parser("export", help="write a manifest CSV or a full JSON dump")
+    q.add_argument("lib", metavar="LIB")
+    q.add_argument("out", metavar="OUT", help="OUT.csv (manifest: path,count,...) or OUT.json")
+    q.add_argument("--all", action="store_true",
+                   help="CSV: every clip, not only annotated ones (count empty when unknown)")
+    q.add_argument("--relative", action="store_true",
+                   help="CSV: paths relative to the CSV's folder")
+
+    q = lsub.add_parser("stats", help="how many clips, annotations, stages")
+    q.add_argument("lib", metavar="LIB")
+    q.add_argument("--json", action="store_true", help="print JSON")
+
+    q = lsub.add_parser("refresh", help="flag clips whose file is gone; re-find moved files")
+    q.add_argument("lib", metavar="LIB")
+    q.add_argument("search", metavar="FOLDER", nargs="*",
+                   help="folders to look in for moved files (matched by content hash)")
+
+    p.set_defaults(_library_parser=p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    action = getattr(args, "library_command", None)
+    if not action:
+        args._library_parser.print_help(sys.stderr)
+        return 2
+    return {"init": _init, "import": _import, "list": _list, "annotate": _annotate,
+            "export": _export, "stats": _stats, "refresh": _refresh}[action](args)
+
+
+def _open(path: str, create: bool = False):
+    from ..data.library import ClipLibrary
+
+    return ClipLibrary(path, create=create)
+
+
+def _init(args: argparse.Namespace) -> int:
+    existed = os.path.exists(args.lib)
+    with _open(args.lib, create=True) as lib:
+        n = len(lib)
+        what = "opened existing" if existed else "created"
+        print(f"{what} library {lib.path} (schema v{lib.schema_version}, {n} clips)")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from ..data.library import ImportReport, is_media_file
+    from ..progress import tqdm_progress
+
+    # check every path before touching the library, so a typo changes nothing
+    kinds = []
+    for p in args.paths:
+        if os.path.isdir(p):
+            kinds.append("folder")
+        elif os.path.isfile(p) and p.lower().endswith(".csv"):
+            kinds.append("manifest")
+        elif os.path.isfile(p) and is_media_file(p):
+            kinds.append("file")
+        elif not os.path.exists(p):
+            raise DataError(f"{p} does not exist")
+        else:
+            raise DataError(f"{p} is neither a folder, a manifest .csv nor a media file "
+                            f"(mp4, mkv, webm, mov, avi, m4v)")
+    progress = tqdm_progress(disable=args.quiet or not sys.stderr.isatty(), leave=False)
+    total = ImportReport()
+    try:
+        with _open(args.lib, create=args.create) as lib:
+            for p, kind in zip(args.paths, kinds):
+                if kind == "folder":
+                    rep = lib.import_folder(p, recursive=args.recursive, progress=progress)
+                elif kind == "manifest":
+                    rep = lib.import_manifest(p, who=args.who, progress=progress)
+                else:
+                    rep = lib.import_files([p], progress=progress)
+                progress.close()
+                total.merge(rep)
+    finally:
+        progress.close()
+    for path, reason in total.failed:
+        print(f"not imported: {path}: {reason}", file=sys.stderr)
+    parts = [f"added {total.added}", f"already there {total.skipped}"]
+    if total.relinked:
+        parts.append(f"moved files re-found {total.relinked}")
+    if total.annotated:
+        parts.append(f"annotations {total.annotated}")
+    parts.append(f"failed {len(total.failed)}")
+    print(", ".join(parts))
+    return 1 if total.failed else 0
+
+
+def _fmt(x: Any, spec: str = "") -> str:
+    if x is None:
+        return "-"
+    return format(x, spec) if spec else str(x)
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _open(args.lib) as lib:
+        rows = lib.clips(args.filter, order_by=args.sort, stage=args.stage, search=args.search,
+                         limit=args.limit)
+    if args.json:
+        json.dump([r.to_dict() for r in rows], sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"{'id':>5} {'stage':>5} {'count':>5} {'pred':>4} {'conf':>5} {'dur':>6}  path")
+    for r in rows:
+        count = _fmt(r.count) if r.annotated else ""
+        if r.annotated and r.count is None:
+            count = "?"
+        if r.unsure:
+            count += "~"
+        flag = "  [missing]" if r.missing else ""
+        print(f"{r.id:>5} {_fmt(r.stage):>5} {count:>5} {_fmt(r.predicted_count):>4} "
+              f"{_fmt(r.predicted_confidence, '.2f'):>5} {_fmt(r.duration, '.1f'):>6}  {r.path}{flag}")
+    print(f"{len(rows)} clips", file=sys.stderr)
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from ..data.library import parse_count
+
+    text = args.count.strip().lower()
+    with _open(args.lib) as lib:
+        clip = lib.resolve(args.clip)
+        if text == "clear":
+            lib.clear_annotation(clip.id, who=args.who)
+        else:
+            count = parse_count(args.count, "COUNT")
+            lib.annotate(clip.id, count, unsure=args.unsure, who=args.who)
+        row = lib.get(clip.id)
+    if not row.annotated:
+        print(f"clip {row.id} ({row.path}): annotation cleared")
+    else:
+        c = "?" if row.count is None else row.count
+        print(f"clip {row.id} ({row.path}): count {c}{' (unsure)' if row.unsure else ''}"
+              f" by {row.annotated_by}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in (".csv", ".json"):
+        raise DataError(f"{args.out}: export to a .csv (manifest) or a .json file")
+    with _open(args.lib) as lib:
+        if ext == ".csv":
+            n = lib.export_csv(args.out, annotated_only=not args.all, relative=args.relative)
+        else:
+            n = lib.export_json(args.out)
+    print(f"wrote {n} clips to {args.out}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    with _open(args.lib) as lib:
+        s = lib.stats()
+    if args.json:
+        print(json.dumps(s, indent=1))
+        return 0
+    print(f"library        {s['library']} (schema v{s['schema_version']})")
+    print(f"clips          {s['clips']} ({s['hours']:.2f} h), missing files {s['missing']}")
+    print(f"annotated      {s['annotated']} (unsure {s['unsure']}, can't tell {s['unknown']}), "
+          f"unannotated {s['unannotated']}")
+    print(f"predicted      {s['predicted']} (disagreeing with the annotation {s['disagree']})")
+    print(f"runs           {s['runs']}")
+    stages = ", ".join(f"{k}: {v}" for k, v in s["stages"].items()) or "-"
+    print(f"stages         {stages}")
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    with _open(args.lib) as lib:
+        rep = lib.refresh_missing(args.search or None)
+    for old, new in rep.relinked:
+        print(f"moved: {old} -> {new}")
+    for path in rep.missing:
+        print(f"missing: {path}")
+    print(f"present {rep.present}, re-found {len(rep.relinked)}, missing {len(rep.missing)}")
+    return 0
