@@ -37,11 +37,19 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alignment", choices=["source", "scene"], default="source",
                    help="source-level (clusters + matching; the method) or scene-level (ablation only)")
+    p.add_argument("--no-curriculum", action="store_true",
+                   help="ablation baseline: one stage over every level at once (same number of steps)")
     p.add_argument("--counter-epochs", type=int, default=6, help="epochs of counter fitting (0: skip)")
     p.add_argument("--val-data", default=None, help="a synth folder (other seeds) to track localization per epoch")
     p.add_argument("--arch", choices=["default", "small"], default="default",
                    help="network size for a new model (small: tests and quick experiments)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes decoding clips per step (default 0: every clip "
+                        "decoded once up front and kept in memory; use workers for big data sets)")
+    p.add_argument("--local-negatives", action="store_true",
+                   help="under torchrun: contrast each rank's pairs with its own share of the batch only "
+                        "(default: negatives gathered from every rank, as one process with the whole batch)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -51,9 +59,11 @@ def rows_from_args(args):
     from ..train.trainer import Row
 
     if args.manifest:
-        from ..data.manifest import read_manifest
+        from ..data.lazy_manifest import is_lazy, open_manifest
 
-        rows = [Row(r.path, r.count) for r in read_manifest(args.manifest)]
+        rows = open_manifest(args.manifest)  # a big manifest is indexed, not read into memory
+        if not is_lazy(rows):
+            rows = [Row(r.path, r.count) for r in rows]
         summary = {"manifest": args.manifest}
     else:
         from ..data.library import ClipLibrary
@@ -62,11 +72,14 @@ def rows_from_args(args):
             rows = [Row(r["path"], r["count"]) for r in lib.annotated_manifest_rows()
                     if r["count"] is not None]
         summary = {"library": args.library}
-    if not rows:
+    if not len(rows):
         raise DataError("no clips to train on")
     counts = {}
-    for r in rows:
-        counts[str(r.count)] = counts.get(str(r.count), 0) + 1
+    if getattr(rows, "lazy", False):
+        counts = rows.count_summary()
+    else:
+        for r in rows:
+            counts[str(r.count)] = counts.get(str(r.count), 0) + 1
     summary.update({"clips": len(rows), "clips_per_count": counts})
     return rows, summary
 
@@ -82,7 +95,9 @@ def run(args) -> int:
     tcfg = TrainConfig(stages=args.stages, epochs=args.epochs, batch_clips=args.batch_clips,
                        clip_repeats=args.clip_repeats, lr=args.lr, seed=args.seed,
                        alignment=args.alignment, counter_epochs=args.counter_epochs,
-                       max_minutes=args.max_minutes, device=args.device, threads=args.threads)
+                       max_minutes=args.max_minutes, device=args.device, threads=args.threads,
+                       curriculum=not args.no_curriculum, num_workers=args.workers,
+                       gather_negatives=not args.local_negatives)
     info = D.from_env()
     progress = tqdm_progress(disable=args.quiet or not info.is_main)
     val_fn = None

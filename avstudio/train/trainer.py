@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..data.clips import ClipWindows, augment_frames, collate_windows
+from ..data.lazy_manifest import count_values, is_lazy, labelled_rows, present_counts, rows_with_count
 from ..errors import Cancelled, CheckpointError, DataError
 from ..nets.checkpoint import (component_tensors, load_model, load_state, load_tensors,
                                save_tensors)
@@ -42,6 +43,7 @@ from ..nets.counter import Counter, rate_to_count
 from ..nets.model import AVModel
 from ..progress import ProgressFn, emit
 from . import distributed as D
+from .gather import GatheredContrastive
 
 
 @dataclass
@@ -59,9 +61,11 @@ class TrainConfig:
     max_minutes: Optional[float] = None  # time budget shared out over the stages
     seed: int = 0
     device: str = "cpu"
-    num_workers: int = 0
+    num_workers: int = 0  # > 0: clips decoded in DataLoader workers (else all decoded once, in memory)
+    gather_negatives: bool = True  # under DDP: InfoNCE negatives from the global batch (gather.py)
     augment: bool = True
     threads: Optional[int] = None
+    curriculum: bool = True  # False: one "mixed" stage over all clips (the ablation baseline)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +110,8 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta
 def grade_rows(rows: Sequence[Row], init_bundle=None, cfg: AVConfig | None = None,
                progress: ProgressFn | None = None) -> list[Row]:
     """Fill in missing counts with the counter's predictions (clear error if impossible)."""
+    if is_lazy(rows) and rows.n_unknown == 0:
+        return rows  # a big manifest stays lazy
     unknown = [r for r in rows if r.count is None]
     if not unknown:
         return list(rows)
@@ -131,7 +137,7 @@ class Trainer:
                  progress: ProgressFn | None = None, cancel=None,
                  val_fn: Optional[Callable[[AVModel, int], dict[str, float]]] = None,
                  command: Optional[str] = None, data_summary: Optional[dict] = None):
-        self.rows = list(rows)
+        self.rows = rows if is_lazy(rows) else list(rows)
         self.run_dir = Path(run_dir)
         self.tcfg = tcfg
         self.init = init
@@ -164,6 +170,7 @@ class Trainer:
             if self.init_bundle.counter is not None:
                 self.counter.load_state_dict(self.init_bundle.counter.state_dict())
         self.history: list[dict[str, Any]] = []
+        self._mixed_levels: list[int] = []
         self.skipped: dict[str, str] = {}
 
     # -- files --------------------------------------------------------------------------------
@@ -195,6 +202,7 @@ class Trainer:
 
     def _save_checkpoint(self, opt, stage_index: int, epoch: int, phase: str, stages_done, elapsed: float):
         if not self.dist.is_main:
+            D.barrier(self.dist)  # rank 0 is writing it
             return
         tensors = self._model_tensors()
         ot, ometa = _opt_tensors(opt)
@@ -203,6 +211,7 @@ class Trainer:
                                                        "epoch": epoch, "elapsed_s": elapsed,
                                                        "optimizer": ometa}})
         save_tensors(self.ckpt_path, tensors, card)
+        D.barrier(self.dist)
 
     def _write_run_json(self, status: str, extra: Optional[dict] = None) -> None:
         if not self.dist.is_main:
@@ -224,13 +233,13 @@ class Trainer:
                 fh.write(json.dumps(entry) + "\n")
 
     def _compatible(self, old: dict[str, Any]) -> bool:
-        keep = ("stages", "epochs", "batch_clips", "moments", "alignment", "seed", "counter_epochs")
+        keep = ("stages", "epochs", "batch_clips", "moments", "alignment", "seed", "counter_epochs", "curriculum")
         a, b = old.get("training", {}), self.tcfg.to_dict()
         return all(a.get(k) == b.get(k) for k in keep) and old.get("n_clips") == len(self.rows)
 
     # -- main -----------------------------------------------------------------------------------
     def stage_counts(self) -> list[int]:
-        present = sorted({r.count for r in self.rows if r.count is not None and r.count >= 1})
+        present = present_counts(self.rows)
         if self.tcfg.stages:
             missing = [s for s in self.tcfg.stages if s not in present]
             if missing:
@@ -246,6 +255,12 @@ class Trainer:
         stages = self.stage_counts()
         if self.tcfg.stages is None:
             self.tcfg.stages = stages
+        if not self.tcfg.curriculum:
+            # no curriculum: one stage ("mixed", k = 0 here) over the clips of every level,
+            # each batch drawn from one level (k is that level), with as many steps and
+            # epochs as the whole curriculum would have had
+            self._mixed_levels = stages
+            stages = [0]
         final = self.run_dir / "model.safetensors"
         resumed = False
         start_stage, start_epoch, phase = 0, 0, "stages"
@@ -287,6 +302,7 @@ class Trainer:
                 self.history = [e for e in lines
                                 if (order[e["phase"]], e["stage_index"], e["epoch"]) <= mark]
                 hp.write_text("".join(json.dumps(e) + "\n" for e in self.history))
+        D.barrier(self.dist)  # every rank has read the run folder before rank 0 rewrites it
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_run_json("running", {"stages": stages})
         t0 = time.time() - elapsed_before
@@ -308,7 +324,7 @@ class Trainer:
                 info = self._train_stage(si, k, ep0, opt_state, stages_done, t0, stage_deadline)
                 stages_done = [s for s in stages_done if s["k"] != k] + [info]
                 if self.dist.is_main:
-                    save_tensors(self.run_dir / "stages" / f"C{k}.safetensors", self._model_tensors(),
+                    save_tensors(self.run_dir / "stages" / f"{info['stage']}.safetensors", self._model_tensors(),
                                  self._card(stages_done))
             start_epoch, opt_state = 0, None
         counter_info = self._train_counter(start_epoch if phase == "counter" else 0,
@@ -320,29 +336,37 @@ class Trainer:
                                             "train_seconds": time.time() - t0})
             save_tensors(final, self._model_tensors(), card)
         self._write_run_json("done", {"stages": stages, "model": str(final),
-                                      "skipped_clips": self.skipped})
+                                      "skipped_clips": self.skipped, "skipped_count": len(self.skipped)})
         D.barrier(self.dist)
         return TrainResult(self.run_dir, final, self.history, resumed=resumed, skipped_clips=self.skipped)
 
     # -- stages ---------------------------------------------------------------------------------
     def _loader(self, rows: list[Row], epoch: int, seed_offset: int):
-        ds = ClipWindows(rows, self.model_cfg, moments=self.tcfg.moments, seed=self.tcfg.seed + seed_offset)
-        return ds
+        kw = dict(moments=self.tcfg.moments, seed=self.tcfg.seed + seed_offset)
+        make = getattr(rows, "windows", None)  # a lazy manifest view: paths read on demand
+        return make(self.model_cfg, **kw) if make else ClipWindows(rows, self.model_cfg, **kw)
 
     def _batches(self, ds: ClipWindows, epoch: int, steps: int, stage_key: int):
-        """Deterministic batches of clip indices (DistributedSampler-like split across ranks)."""
+        """Deterministic batches of clip indices: each step's global batch (the same on every rank,
+        seeded by seed, stage and epoch) split into contiguous per-rank shares (distributed.py)."""
+        if isinstance(ds, D.WorkerBatches):  # decoded in DataLoader workers
+            yield from ds.batches(epoch, steps)
+            return
         ds.set_epoch(epoch)
-        n = len(ds)
-        rng = np.random.default_rng([self.tcfg.seed, stage_key, epoch])
-        order = np.concatenate([rng.permutation(n) for _ in range(math.ceil(steps * self.tcfg.batch_clips / n) + 1)])
-        W, R = self.dist.world_size, self.dist.rank
-        per_rank = max(1, self.tcfg.batch_clips // W)
-        for s in range(steps):
-            chunk = order[s * self.tcfg.batch_clips:(s + 1) * self.tcfg.batch_clips]
-            mine = chunk[R * per_rank:(R + 1) * per_rank]
+        pool = np.arange(len(ds))
+        if ds.failures:  # decoded up front: draw from the clips that decoded
+            pool = np.array([i for i in range(len(ds)) if ds.paths[i] not in ds.failures], dtype=np.int64)
+        for mine in D.rank_batches(pool, steps, self.tcfg.batch_clips, self.tcfg.seed, stage_key, epoch,
+                                   self.dist):
             yield collate_windows([ds[int(i)] for i in mine])
 
     def _cached_dataset(self, rows: list[Row], key: int) -> ClipWindows:
+        if self.tcfg.num_workers > 0 and not (key == 0 and getattr(self, "_mixed_levels", None)):
+            # decode in DataLoader workers, lazily, per step (the mixed baseline stays in memory)
+            ds = self._loader(rows, 0, key)
+            ds.cache_bytes = min(ds.cache_bytes, 512 << 20)  # per worker
+            return D.WorkerBatches(ds, self.tcfg.batch_clips, self.tcfg.seed, key, self.dist,
+                                   self.tcfg.num_workers, pin_memory=self.device.type == "cuda")
         if not hasattr(self, "_datasets"):
             self._datasets: dict[int, ClipWindows] = {}
         if key not in self._datasets:
@@ -352,7 +376,7 @@ class Trainer:
                 if self.cancel is not None and self.cancel.is_set():
                     raise Cancelled("training cancelled while decoding clips")
                 ds.clip(i)
-                emit(self.progress, f"decode:C{key}" if key < 100 else "decode", i + 1, len(ds))
+                emit(self.progress, f"decode:C{key}" if 0 < key < 100 else "decode", i + 1, len(ds))
             self.skipped.update(ds.failures)
             if len(ds.failures) == len(ds):
                 raise DataError(f"none of the {len(ds)} clips could be decoded "
@@ -360,43 +384,81 @@ class Trainer:
             self._datasets[key] = ds
         return self._datasets[key]
 
+    def _mixed_batches(self, ds: ClipWindows, rows: list[Row], epoch: int, steps: int):
+        """Batches for the no-curriculum baseline: each from one level, levels interleaved."""
+        ds.set_epoch(epoch)
+        rng = np.random.default_rng([self.tcfg.seed, 0, epoch])
+        groups = {k: np.array([i for i, r in enumerate(rows) if r.count == k]) for k in self._mixed_levels}
+        sizes = np.array([len(g) for g in groups.values()], dtype=float)
+        keys = list(groups)
+        orders = {k: np.concatenate([rng.permutation(groups[k]) for _ in range(steps * self.tcfg.batch_clips
+                                                                                // max(1, len(groups[k])) + 2)])
+                  for k in keys}
+        pos = {k: 0 for k in keys}
+        W, R = self.dist.world_size, self.dist.rank
+        for _ in range(steps):
+            k = keys[int(rng.choice(len(keys), p=sizes / sizes.sum()))]
+            chunk = orders[k][pos[k]:pos[k] + self.tcfg.batch_clips]
+            pos[k] += self.tcfg.batch_clips
+            a, b = D.rank_bounds(len(chunk), W, R)  # contiguous share (none dropped)
+            mine = chunk[a:b]
+            yield collate_windows([ds[int(i)] for i in mine]), k
+
     def _train_stage(self, si: int, k: int, ep0: int, opt_state, stages_done, t0: float,
                      deadline: Optional[float]) -> dict:
-        rows = [r for r in self.rows if r.count == k]
+        mixed = k == 0
+        rows = [r for r in self.rows if r.count in self._mixed_levels] if mixed else rows_with_count(self.rows, k)
         ds = self._cached_dataset(rows, k)
+        gather = self.dist.enabled and self.tcfg.gather_negatives
+        if self.dist.enabled:  # batch norm over the global batch (SyncBatchNorm / GlobalBatchNorm)
+            self.model = D.sync_batchnorm(self.model, self.device)
         model = self.model
         ddp = model
         if self.dist.enabled:
             ddp = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                GatheredContrastive(model) if gather else model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None)
         opt = torch.optim.Adam(model.parameters(), lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay)
         if opt_state is not None:
             _load_opt(opt, *opt_state)
         steps = max(1, math.ceil(len(rows) * self.tcfg.clip_repeats / self.tcfg.batch_clips))
-        total = steps * self.tcfg.epochs
-        task = f"train:C{k}"
+        epochs = self.tcfg.epochs * (len(self._mixed_levels) if mixed else 1)
+        if mixed:  # as many steps as the curriculum: each level's clips seen as often
+            steps = max(1, math.ceil(steps / len(self._mixed_levels)))
+        total = steps * epochs
+        task = "train:mixed" if mixed else f"train:C{k}"
         last = {"loss": float("nan"), "acc": float("nan")}
         epochs_run = ep0
-        for epoch in range(ep0, self.tcfg.epochs):
+        stage_name = "mixed" if mixed else f"C{k}"
+        for epoch in range(ep0, epochs):
             if deadline is not None and D.broadcast_flag(time.time() > deadline, self.dist):
                 break
             model.train()
             gen = torch.Generator().manual_seed(self.tcfg.seed * 1000003 + k * 1009 + epoch)
             sum_loss = sum_acc = 0.0
             n = 0
-            for s, batch in enumerate(self._batches(ds, epoch, steps, k)):
+            batches = self._mixed_batches(ds, rows, epoch, steps) if mixed else \
+                ((b, k) for b in self._batches(ds, epoch, steps, k))
+            for s, (batch, bk) in enumerate(batches):
                 if self.cancel is not None and self.cancel.is_set():
-                    raise Cancelled(f"training cancelled in stage C{k}, epoch {epoch + 1}; "
+                    raise Cancelled(f"training cancelled in stage {stage_name}, epoch {epoch + 1}; "
                                     "the last finished epoch is saved")
-                if batch is None:
+                if batch is not None:
+                    self.skipped.update(batch.pop("failed", None) or {})
+                b = 0 if batch is None or "frames" not in batch else int(batch["frames"].shape[0])
+                sizes = D.batch_sizes(b, self.dist)
+                if min(sizes) == 0:  # a rank has nothing to train on: every rank skips the step
                     continue
                 frames = batch["frames"]
                 if self.tcfg.augment:
                     frames = augment_frames(frames, gen)
                 frames = frames.to(self.device, non_blocking=True)
                 wave = batch["wave"].to(self.device, non_blocking=True)
-                gain = torch.exp(0.3 * torch.randn(wave.shape[0], 1, generator=gen)).to(self.device)
-                loss, acc = ddp(frames, wave * gain, k, self.tcfg.alignment, self.tcfg.pos_weight)
+                # gains drawn for the global batch, this rank's slice (one process: the same draws)
+                off = sum(sizes[:self.dist.rank])
+                gain = torch.exp(0.3 * torch.randn(sum(sizes), 1, generator=gen))[off:off + b].to(self.device)
+                extra = {"sizes": sizes} if gather else {}
+                loss, acc = ddp(frames, wave * gain, bk, self.tcfg.alignment, self.tcfg.pos_weight, **extra)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -404,34 +466,42 @@ class Trainer:
                 sum_loss += float(loss.detach())
                 sum_acc += float(acc)
                 n += 1
-                emit(self.progress, task, epoch * steps + s + 1, total, f"epoch {epoch + 1}/{self.tcfg.epochs}",
-                     loss=sum_loss / n, acc=sum_acc / n, epoch=epoch + 1, stage=f"C{k}")
+                emit(self.progress, task, epoch * steps + s + 1, total, f"epoch {epoch + 1}/{epochs}",
+                     loss=sum_loss / n, acc=sum_acc / n, epoch=epoch + 1, stage=stage_name,
+                     skipped=len(self.skipped))
             stats = torch.tensor([sum_loss / max(n, 1), sum_acc / max(n, 1)])
             stats = D.all_reduce_mean(stats.to(self.device) if self.device.type == "cuda" else stats, self.dist).cpu()
             last = {"loss": float(stats[0]), "acc": float(stats[1])}
-            entry = {"phase": "stages", "stage": f"C{k}", "k": k, "stage_index": si, "epoch": epoch,
-                     "steps": n, "time_s": time.time() - t0, **last}
+            self.skipped = D.merge_dicts(self.skipped, self.dist)  # every rank's undecodable clips
+            if n == 0:
+                raise DataError(f"stage {stage_name}: no clip could be decoded in epoch {epoch + 1} "
+                                f"({len(self.skipped)} skipped, e.g. {next(iter(self.skipped), '?')})")
+            entry = {"phase": "stages", "stage": stage_name, "k": k, "stage_index": si, "epoch": epoch,
+                     "steps": n, "time_s": time.time() - t0, "skipped": len(self.skipped), **last}
             if self.val_fn is not None and self.dist.is_main:
                 model.eval()
-                entry["val"] = self.val_fn(model, k)
+                entry["val"] = self.val_fn(model, k) if not mixed else \
+                    {f"C{lv}": self.val_fn(model, lv) for lv in self._mixed_levels}
             self._log(entry)
-            emit(self.progress, task, (epoch + 1) * steps, total, f"epoch {epoch + 1}/{self.tcfg.epochs}",
+            emit(self.progress, task, (epoch + 1) * steps, total, f"epoch {epoch + 1}/{epochs}",
                  epoch_done=epoch + 1, **last, **({"val": entry["val"]} if "val" in entry else {}))
-            info = {"k": k, "stage": f"C{k}", "clips": len(rows), "epochs": epoch + 1, **last}
+            info = {"k": k, "stage": stage_name, "clips": len(rows), "epochs": epoch + 1, **last}
             done = [s for s in stages_done if s["k"] != k] + [info]
             self._save_checkpoint(opt, si, epoch, "stages", done, time.time() - t0)
             epochs_run = epoch + 1
+        if isinstance(ds, D.WorkerBatches):
+            ds.close()
         if epochs_run == ep0 and ep0 > 0:  # resumed after the stage's last epoch
             prev = [s for s in stages_done if s["k"] == k]
             if prev:
                 return prev[0]
-        return {"k": k, "stage": f"C{k}", "clips": len(rows), "epochs": epochs_run, **last}
+        return {"k": k, "stage": stage_name, "clips": len(rows), "epochs": epochs_run, **last}
 
     def _train_counter(self, ep0: int, opt_state, stages_done, t0: float, deadline) -> dict:
-        rows = [r for r in self.rows if r.count is not None]
-        if not rows or self.tcfg.counter_epochs <= 0:
+        rows = labelled_rows(self.rows)
+        if not len(rows) or self.tcfg.counter_epochs <= 0:
             return {"epochs": 0}
-        counts = sorted({r.count for r in rows})
+        counts = count_values(rows)
         ds = self._cached_dataset(rows, 1000)  # all labelled clips
         self.model.eval()
         for p in self.model.parameters():
@@ -455,7 +525,10 @@ class Trainer:
             for s, batch in enumerate(self._batches(ds, epoch, steps, 1000)):
                 if self.cancel is not None and self.cancel.is_set():
                     raise Cancelled("training cancelled while fitting the counter")
-                if batch is None:
+                if batch is not None:
+                    self.skipped.update(batch.pop("failed", None) or {})
+                b = 0 if batch is None or "frames" not in batch else int(batch["frames"].shape[0])
+                if min(D.batch_sizes(b, self.dist)) == 0:  # every rank skips the step together
                     continue
                 frames = batch["frames"].to(self.device)
                 wave = batch["wave"].to(self.device)
@@ -478,12 +551,15 @@ class Trainer:
                 emit(self.progress, "train:counter", epoch * steps + s + 1, total,
                      f"epoch {epoch + 1}/{self.tcfg.counter_epochs}", loss=sl / n, acc=sa / n)
             last = {"loss": sl / max(n, 1), "acc": sa / max(n, 1)}
+            self.skipped = D.merge_dicts(self.skipped, self.dist)
             self._log({"phase": "counter", "stage": "counter", "k": 0, "stage_index": len(stages_done),
                        "epoch": epoch, "steps": n, "time_s": time.time() - t0, **last})
             self._save_checkpoint(opt, len(stages_done), epoch, "counter", stages_done, time.time() - t0)
         for p in self.model.parameters():
             p.requires_grad_(True)
         counter.eval()
+        if isinstance(ds, D.WorkerBatches):
+            ds.close()
         return {"epochs": self.tcfg.counter_epochs, "counts": counts, **last}
 
 
