@@ -34,7 +34,7 @@ def resize_map(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def normalise(m: np.ndarray) -> np.ndarray:
     lo, hi = float(m.min()), float(m.max())
-    if hi - lo < 1e-12:
+    if hi - lo <= 1e-6 * max(1.0, abs(hi)):
         return np.ones_like(m, dtype=np.float32)  # a flat map says "everywhere"
     return ((m - lo) / (hi - lo)).astype(np.float32)
 

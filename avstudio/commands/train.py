@@ -17,6 +17,16 @@ def _ints(text: str) -> list[int]:
     return vals
 
 
+def _epochs(text: str):
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
+    if not vals or any(v < 0 for v in vals):
+        raise argparse.ArgumentTypeError("epochs must be >= 0")
+    return vals[0] if len(vals) == 1 else vals
+
+
 def register(sub):
     p = sub.add_parser("train", help="train or fine-tune the model with the curriculum (C1, C2, ...)",
                        description="Train (or fine-tune with --init) the clustering-alignment model stage by "
@@ -29,12 +39,15 @@ def register(sub):
     p.add_argument("--stages", type=_ints, default=None, help="source counts in order, e.g. 1,2 (default: all present)")
     p.add_argument("--init", default=None, help="MODEL to fine-tune (file or folder)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--epochs", type=int, default=8, help="epochs per stage (default 8)")
+    p.add_argument("--epochs", type=_epochs, default=8,
+                   help="epochs per stage: one number, or one per stage (e.g. 8,4,2; default 8)")
     p.add_argument("--max-minutes", type=float, default=None, help="time budget shared out over the stages")
     p.add_argument("--batch-clips", type=int, default=16, help="clips per step (x2 moments each)")
     p.add_argument("--clip-repeats", type=int, default=4, help="samples per clip per epoch")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+                   help="learning rate within each stage (cosine: down to lr/10)")
     p.add_argument("--alignment", choices=["source", "scene"], default="source",
                    help="source-level (clusters + matching; the method) or scene-level (ablation only)")
     p.add_argument("--no-curriculum", action="store_true",

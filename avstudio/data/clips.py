@@ -86,7 +86,8 @@ class ClipWindows(torch.utils.data.Dataset):
     """
 
     def __init__(self, rows: Sequence, cfg: AVConfig, moments: int = 2, seed: int = 0,
-                 cache_bytes: int = 4 << 30, max_seconds: float | None = None):
+                 cache_bytes: int = 4 << 30, max_seconds: float | None = None,
+                 shared: Optional[dict] = None):
         self.paths = [r.path for r in rows]
         self.counts = [r.count for r in rows]
         self.cfg = cfg
@@ -99,6 +100,9 @@ class ClipWindows(torch.utils.data.Dataset):
         self._cached = 0
         self._lock = threading.Lock()
         self.failures: dict[str, str] = {}
+        # decoded clips shared between datasets of one process (e.g. the curriculum stages
+        # and the counter's dataset), keyed by path, so nothing is decoded twice
+        self.shared = shared
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -114,11 +118,18 @@ class ClipWindows(torch.utils.data.Dataset):
         path = self.paths[i]
         if path in self.failures:
             return None
+        if self.shared is not None and path in self.shared:
+            c = self.shared[path]
+            with self._lock:
+                self._cache[i] = c
+            return c
         try:
             c = decode_clip(path, self.cfg, self.counts[i], self.max_seconds)
         except AVStudioError as exc:
             self.failures[path] = str(exc)
             return None
+        if self.shared is not None:
+            self.shared[path] = c
         with self._lock:
             self._cache[i] = c
             self._cached += c.nbytes

@@ -55,16 +55,19 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], card
         raise CheckpointError(f"{path}: model files must end in .safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    meta = {"format": FORMAT}
-    _atomic_write_bytes(path, save(flat, metadata=meta))
     card = dict(card)
     card.setdefault("format", FORMAT)
     card.setdefault("format_version", FORMAT_VERSION)
+    # the card is embedded in the weights too: the two files cannot be replaced together
+    # atomically, so a reader that must not pair new weights with an old card (the trainer's
+    # resume) reads the embedded copy
+    meta = {"format": FORMAT, "card": json.dumps(card)}
+    _atomic_write_bytes(path, save(flat, metadata=meta))
     _atomic_write_bytes(card_path(path), (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
     return path
 
 
-def _sniff(path: Path) -> None:
+def _sniff(path: Path) -> dict:
     """Refuse anything that is not a well-formed safetensors file, without parsing it as code."""
     try:
         size = path.stat().st_size
@@ -97,10 +100,16 @@ def _sniff(path: Path) -> None:
     need = 8 + n + (max(ends) if ends else 0)
     if need > size:
         raise CheckpointError(f"{path}: the file is truncated ({size} of {need} bytes)")
+    meta = header.get("__metadata__") or {}
+    return meta if isinstance(meta, dict) else {}
 
 
-def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a ``.safetensors`` file and its card. Raises CheckpointError with one clear line."""
+def load_tensors(path: str | os.PathLike, embedded_card: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a ``.safetensors`` file and its card. Raises CheckpointError with one clear line.
+
+    The card is the JSON file beside the weights (the user may edit it); with
+    ``embedded_card`` the copy written inside the weights file is used when there is one.
+    """
     from safetensors.torch import load
 
     path = Path(path)
@@ -108,8 +117,17 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         raise CheckpointError(f"{path}: no such model file")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, expected a .safetensors file")
-    _sniff(path)
+    meta = _sniff(path)
     cp = card_path(path)
+    if embedded_card and meta.get("card"):
+        try:
+            card = json.loads(meta["card"])
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{path}: the card embedded in the file is not valid JSON") from None
+        try:
+            return load(path.read_bytes()), card
+        except Exception as exc:
+            raise CheckpointError(f"{path}: corrupt safetensors data ({exc})") from None
     if not cp.exists():
         raise CheckpointError(f"{path}: its model card {cp.name} is missing beside it")
     try:

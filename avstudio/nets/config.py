@@ -33,6 +33,9 @@ class AVConfig:
     visual_extra_clusters: int = 1  # visual clusters = k + this (background)
     # contrastive objective
     temperature: float = 0.07
+    # heatmap calibration: exp((cos - max cos) / heat_temperature), 1 at the best position;
+    # picked on the validation split (seed 2), never on the test split
+    heat_temperature: float = 0.3
     alignment: str = "source"  # "source" (clusters + matching) or "scene" (pooled, ablation only)
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,6 +61,7 @@ class CounterConfig:
     max_count: int = 8
     hidden: int = 64
     aud_channels: tuple[int, ...] = (16, 32, 64)
+    cluster_feats: int = 0  # > 0: add soft k-means statistics for k = 1..this (new models use 5)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

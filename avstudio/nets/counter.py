@@ -30,7 +30,7 @@ class Counter(nn.Module):
                        nn.ReLU(inplace=True)]
             cin = c
         self.trunk = nn.Sequential(*layers)
-        feat = cin * 2 + av_cfg.embed_dim * 4
+        feat = cin * 2 + av_cfg.embed_dim * 4 + 2 * cfg.cluster_feats
         self.head = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.ReLU(inplace=True),
                                   nn.Linear(cfg.hidden, 1))
 
@@ -50,13 +50,36 @@ class Counter(nn.Module):
             else:
                 v_mean = torch.zeros_like(a_mean)
                 v_max = torch.zeros_like(a_mean)
-        return torch.cat([own, a_mean, a_std, v_mean, v_max], 1)
+            extra = [cluster_statistics(av, aud, w, self.cfg.cluster_feats)] if self.cfg.cluster_feats else []
+        return torch.cat([own, a_mean, a_std, v_mean, v_max] + extra, 1)
 
     def log_rate(self, wave: torch.Tensor, av: AVModel, frames: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features(wave, av, frames)).squeeze(1).clamp(-5.0, 3.0)
 
     def loss(self, wave, av, frames, counts: torch.Tensor) -> torch.Tensor:
         return F.poisson_nll_loss(self.log_rate(wave, av, frames), counts.float(), log_input=True)
+
+
+def cluster_statistics(av: AVModel, aud: torch.Tensor, w: torch.Tensor, kmax: int) -> torch.Tensor:
+    """How well k audio clusters explain the window, for k = 1..kmax (the same soft k-means).
+
+    Per k: the weighted mean squared distance of the time-frequency embeddings to their
+    nearest center (the distortion falls steeply until k reaches the number of sources),
+    and the largest cosine between two of the k centers (near 1 once k is too many).
+    """
+    x = aud.flatten(2).transpose(1, 2)  # [B, N, D]
+    wn = w / w.sum(1, keepdim=True).clamp_min(1e-6)
+    dist, close = [], []
+    for k in range(1, kmax + 1):
+        c, _ = av.audio_centers(aud, w, k)
+        d = (2.0 - 2.0 * torch.einsum("bnd,bkd->bnk", x, c)).amin(-1)  # unit vectors
+        dist.append((d * wn).sum(1))
+        if k == 1:
+            close.append(torch.zeros_like(dist[-1]))
+        else:
+            g = torch.einsum("bkd,bjd->bkj", c, c) - 2.0 * torch.eye(k, device=c.device)
+            close.append(g.flatten(1).amax(1))
+    return torch.cat([torch.stack(dist, 1), torch.stack(close, 1)], 1)
 
 
 def rate_to_count(rate: torch.Tensor | float, max_count: int = 16) -> tuple[int, float]:

@@ -69,6 +69,10 @@ def soft_kmeans(
     Returns centers [B, k, D] and assignments [B, N, k] (rows sum to 1).
     """
     B, N, D = x.shape
+    # callers pass feature maps as feats.flatten(2).transpose(1, 2), a strided view: every
+    # distance, sum and bmm below on that view is several times slower (measured 7x for
+    # [32, 784, 64] on a CPU, `avstudio bench`), so lay it out once
+    x = x.contiguous()
     if init is None:
         idx = farthest_point_init(x, k, weights)
         centers = torch.gather(x, 1, idx.unsqueeze(-1).expand(B, k, D))

@@ -49,6 +49,7 @@ class SeparatorConfig:
     head_hidden: int = 32  # per-bin hidden units of the conditioned head (0: SoP linear head)
     cond_dim: int = 64  # visual vector dimension (AVConfig.embed_dim)
     mask: str = "ratio"  # "ratio" (L1 on the ratio mask) or "binary" (weighted BCE, SoP)
+    norm: str = "batch"  # U-Net normalisation: "batch" or "group" (per example)
     chunk_seconds: float = 30.0  # inference: process long clips in chunks of this length
     context_seconds: float = 1.0  # ... with this much context on each side
 
@@ -70,6 +71,8 @@ class SeparatorConfig:
     def check(self) -> None:
         if self.warp not in ("mel", "log", "linear"):
             raise ValueError(f"unknown frequency warp {self.warp!r}")
+        if self.norm not in ("batch", "group"):
+            raise ValueError(f"unknown normalisation {self.norm!r}")
         if self.mask not in ("ratio", "binary"):
             raise ValueError(f"unknown mask kind {self.mask!r}")
         if self.n_bins % (2 ** (len(self.channels) - 1)):
@@ -136,10 +139,16 @@ def warp_matrices(cfg: SeparatorConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
 # -- the U-Net --------------------------------------------------------------------------------
 
-def _block(cin: int, cout: int, stride: int = 1, act: str = "relu") -> nn.Sequential:
+def _norm(kind: str, c: int) -> nn.Module:
+    if kind == "group":  # per example: training and inference see the same statistics
+        return nn.GroupNorm(min(8, c), c)
+    return nn.BatchNorm2d(c)
+
+
+def _block(cin: int, cout: int, stride: int = 1, act: str = "relu", norm: str = "batch") -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
+        _norm(norm, cout),
         nn.LeakyReLU(0.2, inplace=True) if act == "leaky" else nn.ReLU(inplace=True),
     )
 
@@ -148,13 +157,14 @@ class UNet(nn.Module):
     """A light U-Net (one 3x3 conv per level, stride-2 downsampling, bilinear upsampling +
     skip concatenation), fully convolutional over time."""
 
-    def __init__(self, channels: tuple[int, ...], out_channels: int):
+    def __init__(self, channels: tuple[int, ...], out_channels: int, norm: str = "batch"):
         super().__init__()
         c = list(channels)
-        self.inc = _block(1, c[0])
-        self.downs = nn.ModuleList([_block(c[i], c[i + 1], stride=2, act="leaky") for i in range(len(c) - 1)])
-        self.mid = _block(c[-1], c[-1])
-        self.ups = nn.ModuleList([_block(c[i + 1] + c[i], c[i]) for i in range(len(c) - 1)])
+        self.inc = _block(1, c[0], norm=norm)
+        self.downs = nn.ModuleList([_block(c[i], c[i + 1], stride=2, act="leaky", norm=norm)
+                                    for i in range(len(c) - 1)])
+        self.mid = _block(c[-1], c[-1], norm=norm)
+        self.ups = nn.ModuleList([_block(c[i + 1] + c[i], c[i], norm=norm) for i in range(len(c) - 1)])
         self.out = nn.Conv2d(c[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -179,7 +189,7 @@ class Separator(nn.Module):
         self.register_buffer("unwarp_m", U, persistent=False)
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
         self.in_scale = nn.Parameter(torch.tensor([1.0 / 3.0]))
-        self.unet = UNet(c.channels, c.feat_channels)
+        self.unet = UNet(c.channels, c.feat_channels, c.norm)
         H = c.head_hidden
         if H > 0:
             self.head_in = nn.Conv2d(c.feat_channels, H, 1)

@@ -49,7 +49,7 @@ from .gather import GatheredContrastive
 @dataclass
 class TrainConfig:
     stages: Optional[list[int]] = None  # None: every count present in the data (>= 1)
-    epochs: int = 8  # per stage
+    epochs: Any = 8  # per stage: an int, or a list with one number per stage
     batch_clips: int = 16  # clips per step; each gives `moments` pairs
     moments: int = 2  # moments per clip in a batch (same-clip negatives)
     clip_repeats: int = 4  # samples drawn per clip per epoch
@@ -66,6 +66,7 @@ class TrainConfig:
     augment: bool = True
     threads: Optional[int] = None
     curriculum: bool = True  # False: one "mixed" stage over all clips (the ablation baseline)
+    schedule: str = "cosine"  # learning rate within a stage: "cosine" (down to lr/10) or "constant"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +106,15 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta
         _, pid, name = key.split(".", 2)
         state.setdefault(int(pid), {})[name] = t
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def set_lr(opt: torch.optim.Optimizer, tcfg: "TrainConfig", progress: float) -> None:
+    """The stage's learning rate at ``progress`` (0..1): cosine from lr down to lr/10, or constant."""
+    lr = tcfg.lr
+    if tcfg.schedule == "cosine":
+        lr = tcfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0))))
+    for g in opt.param_groups:
+        g["lr"] = lr
 
 
 def grade_rows(rows: Sequence[Row], init_bundle=None, cfg: AVConfig | None = None,
@@ -164,11 +174,11 @@ class Trainer:
             model_cfg = self.init_bundle.av.cfg
         self.model_cfg = model_cfg or AVConfig(alignment=tcfg.alignment)
         self.model = AVModel(self.model_cfg).to(self.device)
-        self.counter = Counter(CounterConfig(), self.model_cfg).to(self.device)
+        self.counter = Counter(CounterConfig(cluster_feats=5), self.model_cfg).to(self.device)
         if self.init_bundle is not None:
             self.model.load_state_dict(self.init_bundle.av.state_dict())
             if self.init_bundle.counter is not None:
-                self.counter.load_state_dict(self.init_bundle.counter.state_dict())
+                self.counter = self.init_bundle.counter.to(self.device)
         self.history: list[dict[str, Any]] = []
         self._mixed_levels: list[int] = []
         self.skipped: dict[str, str] = {}
@@ -238,6 +248,14 @@ class Trainer:
         return all(a.get(k) == b.get(k) for k in keep) and old.get("n_clips") == len(self.rows)
 
     # -- main -----------------------------------------------------------------------------------
+    def stage_epochs(self, si: int) -> int:
+        e = self.tcfg.epochs
+        if isinstance(e, (list, tuple)):
+            if self._mixed_levels:  # the no-curriculum baseline: the mean over the levels
+                return max(1, round(sum(e) / len(e)))
+            return int(e[min(si, len(e) - 1)])
+        return int(e)
+
     def stage_counts(self) -> list[int]:
         present = present_counts(self.rows)
         if self.tcfg.stages:
@@ -283,7 +301,7 @@ class Trainer:
                     hist = [json.loads(line) for line in hp.read_text().splitlines() if line.strip()]
                 return TrainResult(self.run_dir, final, hist, already_done=True)
         if self.ckpt_path.exists():
-            tensors, card = load_tensors(self.ckpt_path)
+            tensors, card = load_tensors(self.ckpt_path, embedded_card=True)
             load_state(self.model, tensors, "av.", str(self.ckpt_path))
             load_state(self.counter, tensors, "counter.", str(self.ckpt_path))
             ck = card["checkpoint"]
@@ -302,7 +320,8 @@ class Trainer:
                 self.history = [e for e in lines
                                 if (order[e["phase"]], e["stage_index"], e["epoch"]) <= mark]
                 hp.write_text("".join(json.dumps(e) + "\n" for e in self.history))
-        D.barrier(self.dist)  # every rank has read the run folder before rank 0 rewrites it
+        # every rank has read the run folder (and resumes at the same point) before rank 0 rewrites it
+        D.check_same([phase, start_stage, start_epoch, len(self.rows)], self.dist, "resume point or clip count")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_run_json("running", {"stages": stages})
         t0 = time.time() - elapsed_before
@@ -344,7 +363,11 @@ class Trainer:
     def _loader(self, rows: list[Row], epoch: int, seed_offset: int):
         kw = dict(moments=self.tcfg.moments, seed=self.tcfg.seed + seed_offset)
         make = getattr(rows, "windows", None)  # a lazy manifest view: paths read on demand
-        return make(self.model_cfg, **kw) if make else ClipWindows(rows, self.model_cfg, **kw)
+        if make:
+            return make(self.model_cfg, **kw)
+        if not hasattr(self, "_decoded"):
+            self._decoded: dict = {}  # path -> decoded clip, shared by the stages and the counter
+        return ClipWindows(rows, self.model_cfg, shared=self._decoded, **kw)
 
     def _batches(self, ds: ClipWindows, epoch: int, steps: int, stage_key: int):
         """Deterministic batches of clip indices: each step's global batch (the same on every rank,
@@ -364,7 +387,8 @@ class Trainer:
         if self.tcfg.num_workers > 0 and not (key == 0 and getattr(self, "_mixed_levels", None)):
             # decode in DataLoader workers, lazily, per step (the mixed baseline stays in memory)
             ds = self._loader(rows, 0, key)
-            ds.cache_bytes = min(ds.cache_bytes, 512 << 20)  # per worker
+            ds.cache_bytes = min(ds.cache_bytes, 512 << 20)  # per worker, bounded
+            ds.shared = None  # no unbounded keep-everything cache in the workers
             return D.WorkerBatches(ds, self.tcfg.batch_clips, self.tcfg.seed, key, self.dist,
                                    self.tcfg.num_workers, pin_memory=self.device.type == "cuda")
         if not hasattr(self, "_datasets"):
@@ -422,7 +446,7 @@ class Trainer:
         if opt_state is not None:
             _load_opt(opt, *opt_state)
         steps = max(1, math.ceil(len(rows) * self.tcfg.clip_repeats / self.tcfg.batch_clips))
-        epochs = self.tcfg.epochs * (len(self._mixed_levels) if mixed else 1)
+        epochs = self.stage_epochs(si) * (len(self._mixed_levels) if mixed else 1)
         if mixed:  # as many steps as the curriculum: each level's clips seen as often
             steps = max(1, math.ceil(steps / len(self._mixed_levels)))
         total = steps * epochs
@@ -462,6 +486,7 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                set_lr(opt, self.tcfg, (epoch * steps + s) / max(1, total))
                 opt.step()
                 sum_loss += float(loss.detach())
                 sum_acc += float(acc)
