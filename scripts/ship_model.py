@@ -50,7 +50,7 @@ def main() -> int:
             lines.append(f"| {s.get('stage')} | {s.get('k')} | {s.get('clips')} | {s.get('epochs')} | "
                          f"{fmt(s.get('loss'), 3)} | {fmt(s.get('acc'), 3)} |")
         lines.append("")
-    if "train_seconds" in card:
+    if card.get("train_seconds"):
         lines += [f"Training time: {card['train_seconds'] / 60:.1f} min on 2 CPU cores (shared).", ""]
     m = card.get("metrics", {}).get("test", {})
     if m.get("localization"):
