@@ -64,6 +64,9 @@ def register(sub):
                    help="under torchrun: contrast each rank's pairs with its own share of the batch only "
                         "(default: negatives gathered from every rank, as one process with the whole batch)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json-progress", action="store_true",
+                   help="print one JSON progress event per line on stdout instead of progress bars "
+                        "(the app reads them), and the result as one JSON line")
     return p
 
 
@@ -112,7 +115,12 @@ def run(args) -> int:
                        curriculum=not args.no_curriculum, num_workers=args.workers,
                        gather_negatives=not args.local_negatives)
     info = D.from_env()
-    progress = tqdm_progress(disable=args.quiet or not info.is_main)
+    if getattr(args, "json_progress", False) and info.is_main:
+        from ..train.job import JsonLinesProgress
+
+        progress = JsonLinesProgress(sys.stdout)
+    else:
+        progress = tqdm_progress(disable=args.quiet or not info.is_main or getattr(args, "json_progress", False))
     val_fn = None
     if args.val_data:
         from ..analysis.evaluate import make_val_fn
@@ -134,5 +142,6 @@ def run(args) -> int:
         last = res.history[-1] if res.history else {}
         print(json.dumps({"model": str(res.model_path), "resumed": res.resumed,
                           "already_done": res.already_done, "skipped_clips": len(res.skipped_clips),
-                          "last_epoch": last}, indent=2))
+                          "last_epoch": last}, indent=None if getattr(args, "json_progress", False) else 2),
+              flush=True)
     return 0

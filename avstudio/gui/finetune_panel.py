@@ -1,0 +1,1076 @@
+"""Fine-tuning on the clip library, from the app: set up a curriculum run, watch it, keep it.
+
+The run is an ``avstudio train`` process (:mod:`avstudio.train.job`), not a thread: the UI
+never waits for it, a crash in it cannot take the app down, and it can go on after the app
+quits. The panel reads the process's JSON progress lines from ``RUN/progress.jsonl`` (a
+timer, 5 times a second), draws loss and accuracy per stage, shows the progress with an
+ETA and the checkpoint written at each epoch, and records the run, its checkpoints and its
+numbers in the library (``add_run`` / ``add_checkpoint`` / ``update_run``).
+
+* Pause freezes the process (SIGSTOP, SIGCONT to continue); where signals cannot do that,
+  pause stops the process and Continue resumes it from the last checkpoint.
+* Cancel stops it (SIGTERM): the last finished epoch's checkpoint stays, and *Resume* in
+  the runs list continues from it, as it does for a run that crashed or was killed.
+* Quitting while a run is going asks whether to keep it running in the background, stop it,
+  or not quit. A run left in the background is found again when its library is opened.
+* When a run has finished, *Use this model* loads its model for analysis.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout,
+                               QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton,
+                               QSpinBox, QSplitter, QToolButton, QTreeWidget, QTreeWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from ..errors import AVStudioError
+from ..train import job as J
+from . import style
+from .overlay import cluster_colour
+from .timeline import pg
+
+POLL_MS = 200
+COUNTER_COLOUR = (170, 178, 191)
+LR_CHOICES = ["1e-3", "5e-4", "3e-4", "1e-4", "3e-5", "1e-5"]
+
+
+def default_base_model() -> str:
+    """The shipped model's folder (``$AVSTUDIO_MODEL`` or ``models/default``), without torch."""
+    env = os.environ.get("AVSTUDIO_MODEL")
+    if env:
+        return env
+    return str(style.RESOURCES.parent / "models" / "default")
+
+
+def ask_close_while_training(parent, run_name: str) -> str:
+    """Quitting while a run is going: "keep" (running in the background), "stop" or "cancel"."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle("A fine-tuning run is going")
+    box.setText(f"The run {run_name} is still training.")
+    box.setInformativeText("Keep it running in the background (the app finds it again when you open "
+                           "the library), or stop it (its last finished epoch is kept and it can be "
+                           "resumed)?")
+    keep = box.addButton("Keep training in the background", QMessageBox.ButtonRole.AcceptRole)
+    stop = box.addButton("Stop training", QMessageBox.ButtonRole.DestructiveRole)
+    cancel = box.addButton("Don't quit", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    return "keep" if clicked is keep else "stop" if clicked is stop else "cancel"
+
+
+def fmt_duration(s: float) -> str:
+    s = max(0, int(round(s)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def loss_summary(metrics: dict, arrow: str = " → ") -> str:
+    """"C1 1.50 → 1.42 · C2 1.65 → 1.40": each stage's first and last epoch loss."""
+    parts = []
+    for stage, losses in (metrics.get("loss_by_stage") or {}).items():
+        vals = [v for v in losses if v is not None]
+        if vals:
+            parts.append(f"{stage} {vals[0]:.3f}{arrow}{vals[-1]:.3f}" if len(vals) > 1 else f"{stage} {vals[0]:.3f}")
+    return " · ".join(parts)
+
+
+def _no_focus(w: QWidget) -> QWidget:
+    w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    return w
+
+
+def _plot(title: str, legend: bool):
+    w = pg.PlotWidget(background=style.BG_PLOT)
+    w.setMenuEnabled(False)
+    w.showGrid(x=True, y=True, alpha=0.15)
+    w.setTitle(title, color=style.FG_DIM, size="9pt")
+    w.setLabel("bottom", "epoch", color=style.FG_DIM)
+    for ax in ("left", "bottom"):
+        w.getAxis(ax).setTextPen(style.FG_DIM)
+        w.getAxis(ax).setPen(pg.mkPen("#3a414d"))
+        w.getAxis(ax).enableAutoSIPrefix(False)
+    w.setMinimumSize(220, 150)
+    if legend:
+        lg = w.addLegend(offset=(-8, 8), labelTextColor=style.FG, labelTextSize="8pt")
+        lg.setBrush(pg.mkBrush(20, 22, 27, 200))
+    return w
+
+
+class FinetunePanel(QWidget):
+    """Set up, run, watch and resume fine-tuning runs on the library's annotated clips."""
+
+    runStarted = Signal(int)  # run id
+    runEnded = Signal(int, str)  # run id, status (finished, failed, cancelled)
+    modelChosen = Signal(str)  # a run's model, loaded for analysis
+
+    def __init__(self, win, library_panel, parent=None):
+        super().__init__(parent)
+        self.win = win
+        self.library_panel = library_panel
+        self.proc: Optional[J.TrainProcess] = None
+        self.run_id: Optional[int] = None
+        self.run_lib = None  # the active run's own connection to its library
+        self.spec: Optional[J.FinetuneSpec] = None
+        self.counts: dict[int, int] = {}
+        self.plan: dict[str, int] = {}
+        self.tail: Optional[J.ProgressTail] = None
+        self.cancelling = False
+        self.pause_restart = False  # paused by stopping the process (no SIGSTOP here)
+        self.last_event = None
+        self.last_status = ""
+        self._hist_size = -1
+        self._t_first: Optional[float] = None
+        self._g_first = 0.0
+        self._paused_at: Optional[float] = None
+        self._paused_total = 0.0
+        self._run_dir_auto = True
+        self._devices_probed = False
+        self._stage_boxes: dict[int, QCheckBox] = {}
+        self._all_counts: dict[int, int] = {}
+        self._clips_dirty = True
+        self.series: dict[str, dict[str, list]] = {}
+        self.items: dict[str, tuple] = {}
+        self._layout: dict[str, tuple[float, float]] = {}
+
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        outer.addWidget(split)
+
+        # -- set-up ----------------------------------------------------------------------------
+        box = QGroupBox("New run")
+        g = QGridLayout(box)
+        g.setContentsMargins(8, 10, 8, 8)
+        g.setHorizontalSpacing(6)
+        g.setVerticalSpacing(5)
+        r = 0
+        g.addWidget(QLabel("Base model"), r, 0)
+        self.base_edit = QLineEdit(default_base_model())
+        self.base_edit.setToolTip("The MODEL to fine-tune (a .safetensors file or a folder)")
+        b = QToolButton()
+        b.setText("…")
+        b.setToolTip("Choose the model to start from")
+        b.clicked.connect(self._choose_base)
+        row = QHBoxLayout()
+        row.addWidget(self.base_edit, 1)
+        row.addWidget(b)
+        g.addLayout(row, r, 1, 1, 5)
+        r += 1
+        g.addWidget(QLabel("Clips"), r, 0)
+        self.clips_combo = _no_focus(QComboBox())
+        self.clips_combo.setToolTip("Which annotated clips of the library to train on")
+        self.clips_combo.currentIndexChanged.connect(lambda _i: self._fill_stages())
+        g.addWidget(self.clips_combo, r, 1, 1, 3)
+        self.unsure_check = _no_focus(QCheckBox("include unsure"))
+        self.unsure_check.setChecked(True)
+        self.unsure_check.setToolTip("Also train on counts marked unsure")
+        self.unsure_check.toggled.connect(lambda _on: self.refresh_clips())
+        g.addWidget(self.unsure_check, r, 4, 1, 2)
+        r += 1
+        g.addWidget(QLabel("Stages"), r, 0)
+        self.stages_row = QHBoxLayout()
+        self.stages_row.setSpacing(10)
+        self.stages_note = QLabel("")
+        self.stages_note.setObjectName("dimLabel")
+        w = QWidget()
+        w.setLayout(self.stages_row)
+        self.stages_row.setContentsMargins(0, 0, 0, 0)
+        g.addWidget(w, r, 1, 1, 5)
+        r += 1
+        g.addWidget(QLabel("Epochs/stage"), r, 0)
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 1000)
+        self.epochs_spin.setValue(4)
+        self.epochs_spin.setToolTip("Epochs of each curriculum stage")
+        g.addWidget(self.epochs_spin, r, 1)
+        g.addWidget(QLabel("Counter"), r, 2)
+        self.counter_spin = QSpinBox()
+        self.counter_spin.setRange(0, 1000)
+        self.counter_spin.setValue(2)
+        self.counter_spin.setToolTip("Epochs fitting the source counter after the stages (0: keep it)")
+        g.addWidget(self.counter_spin, r, 3)
+        g.addWidget(QLabel("Learning rate"), r, 4)
+        self.lr_combo = QComboBox()
+        self.lr_combo.setEditable(True)
+        self.lr_combo.addItems(LR_CHOICES)
+        self.lr_combo.setCurrentText("3e-4")
+        self.lr_combo.setToolTip("Adam's learning rate (cosine schedule down to a tenth within each stage)")
+        g.addWidget(self.lr_combo, r, 5)
+        r += 1
+        g.addWidget(QLabel("Batch"), r, 0)
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(1, 1024)
+        self.batch_spin.setValue(8)
+        self.batch_spin.setToolTip("Clips per step")
+        g.addWidget(self.batch_spin, r, 1)
+        g.addWidget(QLabel("Samples/clip"), r, 2)
+        self.repeats_spin = QSpinBox()
+        self.repeats_spin.setRange(1, 256)
+        self.repeats_spin.setValue(4)
+        self.repeats_spin.setToolTip("Samples drawn from each clip per epoch")
+        g.addWidget(self.repeats_spin, r, 3)
+        g.addWidget(QLabel("Device"), r, 4)
+        self.device_combo = _no_focus(QComboBox())
+        self.device_combo.addItem("CPU", "cpu")
+        self.device_combo.setToolTip("Where to train (CUDA appears when PyTorch sees a GPU)")
+        g.addWidget(self.device_combo, r, 5)
+        r += 1
+        g.addWidget(QLabel("Run folder"), r, 0)
+        self.run_edit = QLineEdit("")
+        self.run_edit.setToolTip("Checkpoints, history and the final model go here")
+        self.run_edit.textEdited.connect(lambda _t: setattr(self, "_run_dir_auto", False))
+        b = QToolButton()
+        b.setText("…")
+        b.clicked.connect(self._choose_run_dir)
+        row = QHBoxLayout()
+        row.addWidget(self.run_edit, 1)
+        row.addWidget(b)
+        g.addLayout(row, r, 1, 1, 5)
+        r += 1
+        row = QHBoxLayout()
+        self.start_btn = _no_focus(QPushButton("Start"))
+        self.start_btn.setIcon(style.icon("play_small"))
+        self.start_btn.setToolTip("Start fine-tuning in a separate process")
+        self.start_btn.clicked.connect(self.start)
+        self.pause_btn = _no_focus(QPushButton("Pause"))
+        self.pause_btn.setIcon(style.icon("pause"))
+        self.pause_btn.clicked.connect(self.toggle_pause)
+        self.cancel_btn = _no_focus(QPushButton("Cancel"))
+        self.cancel_btn.setIcon(style.icon("cancel"))
+        self.cancel_btn.setToolTip("Stop the run (its last finished epoch is kept; Resume continues from it)")
+        self.cancel_btn.clicked.connect(self.cancel)
+        row.addWidget(self.start_btn)
+        row.addWidget(self.pause_btn)
+        row.addWidget(self.cancel_btn)
+        row.addStretch(1)
+        g.addLayout(row, r, 0, 1, 6)
+        r += 1
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        g.addWidget(self.progress, r, 0, 1, 6)
+        r += 1
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.setObjectName("dimLabel")
+        g.addWidget(self.status, r, 0, 1, 6)
+        r += 1
+        self.ckpt_label = QLabel("")
+        self.ckpt_label.setWordWrap(True)
+        self.ckpt_label.setObjectName("dimLabel")
+        self.ckpt_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        g.addWidget(self.ckpt_label, r, 0, 1, 6)
+        g.setRowStretch(r + 1, 1)
+        g.setColumnStretch(1, 1)
+        g.setColumnStretch(3, 1)
+        g.setColumnStretch(5, 1)
+        split.addWidget(box)
+
+        # -- curves ----------------------------------------------------------------------------
+        plots = QWidget()
+        pv = QHBoxLayout(plots)
+        pv.setContentsMargins(0, 0, 0, 0)
+        self.loss_plot = _plot("Loss (contrastive; counter: Poisson)", legend=True)
+        self.acc_plot = _plot("Accuracy (matching; counter: exact count)", legend=False)
+        self.acc_plot.setYRange(0.0, 1.0, padding=0.04)
+        pv.addWidget(self.loss_plot)
+        pv.addWidget(self.acc_plot)
+        split.addWidget(plots)
+
+        # -- runs ------------------------------------------------------------------------------
+        box = QGroupBox("Runs")
+        v = QVBoxLayout(box)
+        v.setContentsMargins(8, 10, 8, 8)
+        self.runs = QTreeWidget()
+        self.runs.setRootIsDecorated(True)
+        self.runs.setIndentation(12)
+        self.runs.setAlternatingRowColors(True)
+        self.runs.setHeaderLabels(["Run", "Status", "Loss"])
+        self.runs.headerItem().setToolTip(2, "Epochs done; per stage, the loss of its first and last epoch")
+        self.runs.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.runs.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        h = self.runs.header()
+        h.setStretchLastSection(False)
+        h.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        h.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        h.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.runs.itemSelectionChanged.connect(self._on_run_selected)
+        v.addWidget(self.runs, 1)
+        row = QHBoxLayout()
+        self.resume_btn = _no_focus(QPushButton("Resume"))
+        self.resume_btn.setIcon(style.icon("resume"))
+        self.resume_btn.setToolTip("Continue a stopped, crashed or cancelled run from its last checkpoint")
+        self.resume_btn.clicked.connect(lambda: self.resume(self.selected_run_id()))
+        self.use_btn = _no_focus(QPushButton("Use this model"))
+        self.use_btn.setToolTip("Load the run's model for analysis in the player")
+        self.use_btn.clicked.connect(lambda: self.use_model(self.selected_run_id()))
+        row.addWidget(self.resume_btn)
+        row.addWidget(self.use_btn)
+        row.addStretch(1)
+        v.addLayout(row)
+        split.addWidget(box)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setStretchFactor(2, 0)
+        split.setSizes([460, 540, 440])
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self.poll)
+        library_panel.libraryChanged.connect(self._on_library_changed)
+        win.modelReady.connect(self._probe_devices)  # torch is imported by then
+        library_panel.clipsChanged.connect(lambda _ids: self._clips_timer.start())
+        self._clips_timer = QTimer(self)
+        self._clips_timer.setSingleShot(True)
+        self._clips_timer.setInterval(300)
+        self._clips_timer.timeout.connect(self.refresh_clips)
+        self._update_buttons()
+
+    # ======================================================================== library
+    @property
+    def lib(self):
+        return self.library_panel.lib
+
+    def _on_library_changed(self) -> None:
+        self.refresh_clips()
+        if self._run_dir_auto or not self.run_edit.text().strip():
+            self._suggest_run_dir()
+        if self.lib is not None and self.proc is None:
+            try:
+                alive = J.reconcile_runs(self.lib)
+            except AVStudioError as exc:
+                alive = []
+                self.status.setText(str(exc))
+            if alive:
+                self.attach(alive[-1])
+        self.refresh_runs()
+        self._update_buttons()
+
+    def _suggest_run_dir(self) -> None:
+        if self.lib is None:
+            return
+        lib = Path(self.lib.path)
+        d = lib.parent / "runs" / f"{lib.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.run_edit.setText(str(d))
+        self._run_dir_auto = True
+
+    def refresh_clips(self, force: bool = False) -> None:
+        """The clip choices and the curriculum stages (with clips per stage) from the library.
+        Hidden, the panel only notes that they changed (it counts when it is shown)."""
+        if not force and not self.isVisible():
+            self._clips_dirty = True
+            return
+        self._clips_dirty = False
+        cur = self.clips_combo.currentData()
+        self.clips_combo.blockSignals(True)
+        self.clips_combo.clear()
+        self._all_counts = {}
+        if self.lib is None:
+            self.clips_combo.addItem("(no library open)", None)
+            self.clips_combo.blockSignals(False)
+            self._fill_stages()
+            return
+        try:
+            self._all_counts = J.count_clips(J.library_rows(self.lib, None, self.unsure_check.isChecked()))
+        except AVStudioError as exc:
+            self.status.setText(str(exc))
+        counts = self._all_counts
+        self.clips_combo.addItem(f"All annotated clips ({sum(counts.values())})", None)
+        for c, n in counts.items():
+            if c >= 1:
+                self.clips_combo.addItem(f"Only stage C{c} ({n})", c)
+        i = next((j for j in range(self.clips_combo.count()) if self.clips_combo.itemData(j) == cur), 0)
+        self.clips_combo.setCurrentIndex(i)
+        self.clips_combo.blockSignals(False)
+        self._fill_stages()
+
+    def _fill_stages(self) -> None:
+        old = {c: b.isChecked() for c, b in self._stage_boxes.items()}
+        while self.stages_row.count():
+            it = self.stages_row.takeAt(0)
+            if it.widget() is not None:
+                it.widget().deleteLater()
+        self._stage_boxes = {}
+        only = self.clips_combo.currentData()
+        counts = dict(self._all_counts) if self.lib is not None else {}
+        if only is not None:
+            counts = {only: counts[only]} if only in counts else {}
+        self.counts = counts
+        for c, n in counts.items():
+            if c < 1:
+                continue
+            b = _no_focus(QCheckBox(f"C{c} ({n})"))
+            b.setChecked(old.get(c, True))
+            b.setToolTip(f"Stage C{c}: the {n} clip{'s' if n != 1 else ''} with {c} audible source"
+                         f"{'s' if c != 1 else ''}; stages run in order, simplest first")
+            self.stages_row.addWidget(b)
+            self._stage_boxes[c] = b
+        note = ""
+        if counts.get(0):
+            note = f"C0: {counts[0]} (counter only)"
+        if not any(c >= 1 for c in counts):
+            note = "no annotated clip yet" if self.lib is not None else "open a library"
+        self.stages_note = QLabel(note)
+        self.stages_note.setObjectName("dimLabel")
+        self.stages_row.addWidget(self.stages_note)
+        self.stages_row.addStretch(1)
+        self._update_buttons()
+
+    def stages(self) -> list[int]:
+        return [c for c, b in self._stage_boxes.items() if b.isChecked()]
+
+    # ======================================================================== devices
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        self._probe_devices()
+        if self._clips_dirty:
+            self.refresh_clips(force=True)
+
+    def _probe_devices(self) -> None:
+        """Add the CUDA devices PyTorch sees. Torch is not imported for this alone: the check
+        runs once the app has imported it (loading a model), or in a worker on a machine with
+        an NVIDIA driver."""
+        if self._devices_probed:
+            return
+
+        def probe(progress=None, cancel=None):
+            import torch
+
+            if not torch.cuda.is_available():
+                return []
+            return [(f"cuda:{i}", torch.cuda.get_device_name(i)) for i in range(torch.cuda.device_count())]
+
+        def add(devs):
+            for dev, name in devs or []:
+                if self.device_combo.findData(dev) < 0:
+                    self.device_combo.addItem(f"CUDA {dev[5:]}: {name}", dev)
+            if devs and self.device_combo.currentData() == "cpu":
+                self.device_combo.setCurrentIndex(1)
+
+        if "torch" in sys.modules:
+            self._devices_probed = True
+            try:
+                add(probe())
+            except Exception:  # no usable CUDA: CPU only
+                pass
+            return
+        if Path("/proc/driver/nvidia").exists() or Path("/dev/nvidia0").exists():
+            from .jobs import Job
+
+            self._devices_probed = True
+            job = Job("cuda-probe", probe, nice=10)
+            job.done.connect(add)
+            self._probe_job = job
+            job.start()
+
+    # ======================================================================== choose files
+    def _choose_base(self) -> None:
+        p, _ = QFileDialog.getOpenFileName(self.win, "Model to fine-tune", str(Path(self.base_edit.text()).parent),
+                                           "Models (*.safetensors);;All files (*)")
+        if p:
+            self.base_edit.setText(p)
+
+    def _choose_run_dir(self) -> None:
+        p = QFileDialog.getExistingDirectory(self.win, "Run folder", str(Path(self.run_edit.text()).parent))
+        if p:
+            self.run_edit.setText(p)
+            self._run_dir_auto = False
+
+    # ======================================================================== start / stop
+    def spec_from_form(self) -> J.FinetuneSpec:
+        try:
+            lr = float(self.lr_combo.currentText())
+        except ValueError:
+            raise AVStudioError(f"learning rate {self.lr_combo.currentText()!r} is not a number") from None
+        if not 0 < lr < 1:
+            raise AVStudioError(f"learning rate {lr:g} is not between 0 and 1")
+        dev = self.device_combo.currentData() or "cpu"
+        threads = max(1, (os.cpu_count() or 2) - 1) if dev == "cpu" else None
+        return J.FinetuneSpec(library=self.lib.path, run_dir=self.run_edit.text().strip(),
+                              base=self.base_edit.text().strip() or None, stages=self.stages(),
+                              only_stage=self.clips_combo.currentData(),
+                              include_unsure=self.unsure_check.isChecked(), epochs=self.epochs_spin.value(),
+                              counter_epochs=self.counter_spin.value(), lr=lr,
+                              batch_clips=self.batch_spin.value(), clip_repeats=self.repeats_spin.value(),
+                              device=dev, threads=threads)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.running()
+
+    def start(self) -> Optional[int]:
+        """Start a run with the form's settings; returns its run id (None: it did not start)."""
+        if self.lib is None:
+            self.win.error("Open a clip library first (File › Open library)", "No library")
+            return None
+        if self.proc is not None:
+            return None
+        if self._run_dir_auto:
+            self._suggest_run_dir()
+        if self._clips_dirty:
+            self.refresh_clips(force=True)
+        from ..data.library import ClipLibrary
+
+        try:
+            spec = self.spec_from_form()
+            if not spec.run_dir:
+                raise AVStudioError("choose a run folder")
+            argv, counts = J.prepare_run(self.lib, spec)
+            run_lib = ClipLibrary(self.lib.path, create=False)
+        except AVStudioError as exc:
+            self.win.error(str(exc), "Cannot start fine-tuning")
+            return None
+        config = {**spec.to_dict(), "run_dir": str(Path(spec.run_dir).resolve()), "argv": argv,
+                  "clips": sum(counts.values()), "clips_per_count": {f"C{c}": n for c, n in counts.items()}}
+        run_id = run_lib.add_run(Path(spec.run_dir).name, config, [f"C{s}" for s in spec.stages])
+        return self._launch(run_lib, run_id, spec, counts, argv, resumed=False)
+
+    def _launch(self, run_lib, run_id: int, spec: J.FinetuneSpec, counts: dict[int, int], argv: list[str],
+                resumed: bool) -> Optional[int]:
+        run_dir = Path(spec.run_dir)
+        try:
+            proc = J.TrainProcess.start(argv, run_dir)
+        except OSError as exc:
+            run_lib.update_run(run_id, status="failed", metrics={"error": f"cannot start: {exc}"})
+            run_lib.close()
+            self.win.error(f"Cannot start the training process: {exc}", "Cannot start fine-tuning")
+            return None
+        run_lib.update_run(run_id, status="running", metrics={"pid": proc.pid, "error": None})
+        self._begin(run_lib, run_id, spec, counts, proc)
+        self.status.setText(("Resumed" if resumed else "Started") + f" {run_dir.name} (process {proc.pid})")
+        self.runStarted.emit(run_id)
+        return run_id
+
+    def _begin(self, run_lib, run_id: int, spec: J.FinetuneSpec, counts: dict[int, int],
+               proc: J.TrainProcess) -> None:
+        self.proc, self.run_lib, self.run_id, self.spec, self.counts = proc, run_lib, run_id, spec, counts
+        self.plan = J.plan_steps(counts, spec)
+        self.tail = J.ProgressTail(proc.progress_path, from_end=True)
+        self.cancelling = False
+        self.pause_restart = False
+        self._t_first = None
+        self._paused_at = None
+        self._paused_total = 0.0
+        self._hist_size = -1
+        self.last_event = None
+        self._reset_curves(spec)
+        self._load_history_points(Path(spec.run_dir))
+        self.progress.setValue(0)
+        self.progress.setFormat("starting…")
+        self.ckpt_label.setText("")
+        self.timer.start()
+        self.refresh_runs()
+        self._update_buttons()
+        if self._run_dir_auto:
+            self._suggest_run_dir()
+
+    def toggle_pause(self) -> None:
+        if self.proc is None:
+            return
+        if self.pause_restart:  # continue a run stopped for pausing: resume from its checkpoint
+            run_id = self.run_id
+            self._end("cancelled", quiet=True)
+            self.resume(run_id)
+            return
+        if self.proc.paused:
+            self.proc.resume()
+            if self._paused_at is not None:
+                self._paused_total += time.monotonic() - self._paused_at
+                self._paused_at = None
+            self.status.setText("Training")
+        elif self.proc.pause():
+            self._paused_at = time.monotonic()
+            self.status.setText("Paused: the process is frozen (Continue goes on where it stopped)")
+            self.progress.setFormat("paused · " + self.progress.format())
+        else:  # no SIGSTOP: stop now, resume from the last checkpoint later
+            self.pause_restart = True
+            self.proc.terminate()
+            self.status.setText("Paused: stopped after the last checkpoint (Continue resumes from it)")
+        self._update_buttons()
+
+    def cancel(self) -> None:
+        if self.proc is None:
+            return
+        self.cancelling = True
+        self.proc.terminate()
+        self.status.setText("Cancelling…")
+        self._update_buttons()
+
+    # ======================================================================== polling
+    def poll(self) -> None:
+        if self.proc is None:
+            self.timer.stop()
+            return
+        for d in self.tail.read() if self.tail is not None else []:
+            if "task" in d:
+                self._on_event(J.event_from_dict(d))
+        self._check_history()
+        rc = self.proc.poll()
+        if rc is not None:
+            for d in self.tail.read() if self.tail is not None else []:
+                if "task" in d:
+                    self._on_event(J.event_from_dict(d))
+            self._check_history(force=True)
+            if self.cancelling:
+                status = "cancelled"
+            elif self.pause_restart:
+                status = "cancelled"
+            elif rc == 0 and J.final_model(self.proc.run_dir) is not None:
+                status = "finished"
+            else:
+                status = "failed"
+            self._end(status, rc=rc)
+
+    def _on_event(self, ev) -> None:
+        self.last_event = ev
+        task = ev.task
+        if task.startswith("decode"):
+            what = task.split(":", 1)[1] if ":" in task else "clips"
+            self.progress.setFormat(f"decoding the clips of {what}: {int(ev.done)}/{int(ev.total or 0)}")
+            return
+        if task == "grading":
+            self.progress.setFormat(f"grading clips {int(ev.done)}/{int(ev.total or 0)}")
+            return
+        if not task.startswith("train:"):
+            if ev.message:
+                self.status.setText(ev.message)
+            return
+        stage = task.split(":", 1)[1]
+        if ev.total:
+            self.plan[task] = int(ev.total)
+        order = [f"train:C{s}" for s in self.spec.stages] + (["train:counter"] if "train:counter" in self.plan else [])
+        if task not in order:
+            order.append(task)
+            self.plan.setdefault(task, int(ev.total or 1))
+        g = sum(self.plan.get(t, 0) for t in order[:order.index(task)]) + float(ev.done)
+        total = max(1.0, float(sum(self.plan.get(t, 0) for t in order)))
+        frac = min(1.0, g / total)
+        now = time.monotonic()
+        if self._t_first is None:
+            self._t_first, self._g_first = now, g
+        active = now - self._t_first - self._paused_total
+        eta = ""
+        if g > self._g_first and active > 1.0:
+            rate = (g - self._g_first) / active
+            eta = f" · ETA {fmt_duration((total - g) / rate)}"
+        epoch = ev.message or ""
+        self.progress.setValue(int(round(1000 * frac)))
+        self.progress.setFormat(f"{stage} · {epoch} · {100 * frac:.0f}%{eta}")
+        self.eta_text = eta
+        # the curves
+        off, E = self._layout.get(stage, (0.0, 1.0))
+        x = off + E * (float(ev.done) / float(ev.total or 1))
+        s = self._series(stage)
+        loss, acc = ev.metrics.get("loss"), ev.metrics.get("acc")
+        if loss is not None and acc is not None:
+            s["x"].append(x)
+            s["loss"].append(float(loss))
+            s["acc"].append(float(acc))
+            self._redraw(stage)
+
+    def _check_history(self, force: bool = False) -> None:
+        if self.proc is None:
+            return
+        hp = self.proc.run_dir / "history.jsonl"
+        try:
+            size = hp.stat().st_size
+        except OSError:
+            size = 0
+        if size == self._hist_size and not force:
+            return
+        self._hist_size = size
+        try:
+            run = J.sync_run(self.run_lib, self.run_id)
+        except AVStudioError as exc:
+            self.status.setText(f"Cannot record the run in the library: {exc}")
+            run = None
+        hist = self._load_history_points(self.proc.run_dir)
+        if hist:
+            e = hist[-1]
+            ck = self.proc.run_dir / "checkpoint.safetensors"
+            when = time.strftime("%H:%M:%S", time.localtime(ck.stat().st_mtime)) if ck.exists() else "?"
+            stage = e.get("stage")
+            loss, acc = e.get("loss"), e.get("acc")
+            self.ckpt_label.setText(
+                f"Checkpoint after {stage} epoch {int(e.get('epoch', 0)) + 1} ({when}): "
+                f"loss {loss if loss is None else f'{loss:.4f}'}, acc {acc if acc is None else f'{acc:.3f}'}"
+                f" — {ck.parent.name}/{ck.name}")
+            self.ckpt_label.setToolTip(str(ck))
+        if run is not None:
+            self._update_run_item(run)
+
+    def _end(self, status: str, rc: Optional[int] = None, quiet: bool = False) -> None:
+        self.timer.stop()
+        proc, run_id, run_lib = self.proc, self.run_id, self.run_lib
+        err = None
+        if status == "failed" and proc is not None:
+            err = proc.last_error() or f"the training process ended with status {rc}"
+        try:
+            run = J.sync_run(run_lib, run_id, status=status, error=err)
+        except AVStudioError as exc:
+            run = None
+            err = err or str(exc)
+        self.proc = None
+        self.pause_restart = False
+        if run_lib is not None:
+            run_lib.close()
+        self.run_lib = None
+        final = run.status if run is not None else status
+        if not quiet:
+            if final == "finished":
+                self.progress.setValue(1000)
+                self.progress.setFormat("finished")
+                self.status.setText(f"Finished: {Path(run.model_path).parent.name}/model.safetensors. Loss per "
+                                    f"stage, first → last epoch: {loss_summary(run.metrics)}. "
+                                    "“Use this model” loads it for analysis.")
+            elif final == "cancelled":
+                self.progress.setFormat("cancelled")
+                self.status.setText("Cancelled: the last finished epoch's checkpoint is kept (Resume continues "
+                                    "from it)")
+            else:
+                self.progress.setFormat("failed")
+                self.status.setText(f"Failed: {err or 'the training process ended early'} (Resume continues from "
+                                    "the last checkpoint)")
+        self.last_status = final
+        self.refresh_runs(select=run_id)
+        self._update_buttons()
+        if not quiet:
+            self.runEnded.emit(int(run_id), final)
+
+    # ======================================================================== curves
+    def _stage_layout(self, spec: J.FinetuneSpec) -> dict[str, tuple[float, float]]:
+        out, off = {}, 0.0
+        for i, s in enumerate(spec.stages):
+            e = spec.epochs[min(i, len(spec.epochs) - 1)] if isinstance(spec.epochs, (list, tuple)) else spec.epochs
+            out[f"C{s}"] = (off, float(e))
+            off += float(e)
+        out["counter"] = (off, float(max(1, spec.counter_epochs)))
+        out["mixed"] = (0.0, float(off or 1))
+        return out
+
+    def _reset_curves(self, spec: Optional[J.FinetuneSpec]) -> None:
+        self.loss_plot.clear()
+        self.acc_plot.clear()
+        for p in (self.loss_plot, self.acc_plot):
+            if p.plotItem.legend is not None:
+                p.plotItem.legend.clear()
+        self.series = {}
+        self.items = {}
+        self._layout = self._stage_layout(spec) if spec is not None else {}
+
+    def _colour(self, stage: str) -> tuple[int, int, int]:
+        if stage == "counter":
+            return COUNTER_COLOUR
+        order = [f"C{s}" for s in (self.spec.stages if self.spec else [])]
+        j = order.index(stage) if stage in order else len(order)
+        return cluster_colour(j)
+
+    def _series(self, stage: str) -> dict[str, list]:
+        s = self.series.get(stage)
+        if s is None:
+            s = {"x": [], "loss": [], "acc": [], "ex": [], "eloss": [], "eacc": []}
+            self.series[stage] = s
+            c = self._colour(stage)
+            items = []
+            for p in (self.loss_plot, self.acc_plot):
+                # faint: the running mean of the epoch in progress; solid with dots: finished epochs
+                live = p.plot([], [], pen=pg.mkPen((*c, 120), width=1))
+                pts = p.plot([], [], pen=pg.mkPen(c, width=2), symbol="o", symbolSize=7,
+                             symbolBrush=pg.mkBrush(*c), symbolPen=pg.mkPen("#0d0f12"),
+                             name=stage if p is self.loss_plot else None)
+                items.append((live, pts))
+            self.items[stage] = tuple(items)
+        return s
+
+    def _redraw(self, stage: str) -> None:
+        s = self.series[stage]
+        (ll, lp), (al, ap) = self.items[stage]
+        ll.setData(s["x"], s["loss"])
+        al.setData(s["x"], s["acc"])
+        lp.setData(s["ex"], s["eloss"])
+        ap.setData(s["ex"], s["eacc"])
+
+    def _load_history_points(self, run_dir: Path) -> list[dict]:
+        hist = J.read_history(run_dir)
+        for s in self.series.values():
+            s["ex"], s["eloss"], s["eacc"] = [], [], []
+        for e in hist:
+            stage = str(e.get("stage"))
+            off, _E = self._layout.get(stage, (0.0, 1.0))
+            s = self._series(stage)
+            if e.get("loss") is None or e.get("acc") is None:
+                continue
+            x = off + int(e.get("epoch", 0)) + 1
+            s["ex"].append(x)
+            s["eloss"].append(float(e["loss"]))
+            s["eacc"].append(float(e["acc"]))
+        for stage in self.series:
+            self._redraw(stage)
+        return hist
+
+    def show_run_curves(self, run_id: Optional[int]) -> None:
+        """Draw a past run's curves (its epochs) while nothing is training."""
+        if self.proc is not None or run_id is None or self.lib is None:
+            return
+        try:
+            run = self.lib.run(run_id)
+        except AVStudioError:
+            return
+        spec = J.FinetuneSpec.from_dict(run.config) if run.config.get("run_dir") else None
+        self.spec = spec
+        self._reset_curves(spec)
+        if spec is not None:
+            self._load_history_points(Path(run.config["run_dir"]))
+
+    # ======================================================================== runs list
+    def refresh_runs(self, select: Optional[int] = None) -> None:
+        lib = self.lib
+        keep = select if select is not None else self.selected_run_id()
+        self.runs.blockSignals(True)
+        self.runs.clear()
+        if lib is not None:
+            try:
+                runs = lib.runs()
+            except AVStudioError:
+                runs = []
+            for i, run in enumerate(reversed(runs)):
+                it = QTreeWidgetItem()
+                it.setData(0, Qt.ItemDataRole.UserRole, run.id)
+                self._fill_run_item(it, run)
+                self.runs.addTopLevelItem(it)
+                it.setExpanded(i == 0 or run.id == keep)
+                if run.id == keep:
+                    it.setSelected(True)
+                    self.runs.setCurrentItem(it)
+        self.runs.blockSignals(False)
+        self._update_buttons()
+
+    def _fill_run_item(self, it: QTreeWidgetItem, run) -> None:
+        """A run's row (name, status, epochs done) and one child row per stage (its loss)."""
+        from PySide6.QtGui import QBrush, QColor
+
+        m = run.metrics or {}
+        status = run.status
+        if self.proc is not None and run.id == self.run_id:
+            status = "paused" if self.proc.paused else "running"
+        n = m.get("epochs_done")
+        for c, t in enumerate([run.name, status, f"{n} epoch{'s' if n != 1 else ''}" if n else ""]):
+            it.setText(c, t)
+        tip = [f"{run.name}: {status}, stages {' '.join(str(s) for s in run.stages)}",
+               str(run.config.get("run_dir", ""))]
+        if loss_summary(m):
+            tip.append(f"loss, first → last epoch: {loss_summary(m)}")
+        if m.get("error"):
+            tip.append(str(m["error"]))
+        if run.model_path:
+            tip.append(f"model: {run.model_path}")
+        for c in range(3):
+            it.setToolTip(c, "\n".join(tip))
+        colour = {"finished": "#6cc497", "failed": "#e0787a", "cancelled": "#e6c229",
+                  "running": style.ACCENT, "paused": style.ACCENT}.get(status)
+        if colour:
+            it.setForeground(1, QBrush(QColor(colour)))
+        it.takeChildren()
+        rows = []
+        for stage, losses in (m.get("loss_by_stage") or {}).items():
+            vals = [v for v in losses if v is not None]
+            if vals:
+                rows.append((stage, len(losses), f"loss {vals[0]:.3f} → {vals[-1]:.3f}" if len(vals) > 1
+                             else f"loss {vals[0]:.3f}"))
+        if m.get("counter_loss") is not None:
+            rows.append(("counter", None, f"loss {m['counter_loss']:.3f}, acc {m.get('counter_acc') or 0:.2f}"))
+        for stage, ne, text in rows:
+            ch = QTreeWidgetItem([stage, "" if ne is None else f"{ne} epoch{'s' if ne != 1 else ''}", text])
+            ch.setData(0, Qt.ItemDataRole.UserRole, run.id)
+            for c in range(3):
+                ch.setForeground(c, QBrush(QColor(style.FG_DIM)))
+                ch.setToolTip(c, "\n".join(tip))
+            it.addChild(ch)
+
+    def _update_run_item(self, run) -> None:
+        for i in range(self.runs.topLevelItemCount()):
+            it = self.runs.topLevelItem(i)
+            if it.data(0, Qt.ItemDataRole.UserRole) == run.id:
+                self._fill_run_item(it, run)
+                return
+        self.refresh_runs()
+
+    def selected_run_id(self) -> Optional[int]:
+        items = self.runs.selectedItems()
+        return None if not items else int(items[0].data(0, Qt.ItemDataRole.UserRole))
+
+    def select_run(self, run_id: int) -> None:
+        for i in range(self.runs.topLevelItemCount()):
+            it = self.runs.topLevelItem(i)
+            if it.data(0, Qt.ItemDataRole.UserRole) == run_id:
+                self.runs.setCurrentItem(it)
+                it.setSelected(True)
+                return
+
+    def _on_run_selected(self) -> None:
+        self._update_buttons()
+        if self.proc is None:
+            self.show_run_curves(self.selected_run_id())
+
+    def _selected_run(self):
+        rid = self.selected_run_id()
+        if rid is None or self.lib is None:
+            return None
+        try:
+            return self.lib.run(rid)
+        except AVStudioError:
+            return None
+
+    def _update_buttons(self) -> None:
+        busy = self.proc is not None
+        has_lib = self.lib is not None
+        self.start_btn.setEnabled(has_lib and not busy and bool(self._stage_boxes))
+        self.pause_btn.setEnabled(busy and not self.cancelling)
+        self.pause_btn.setText("Continue" if busy and (self.proc.paused or self.pause_restart) else "Pause")
+        self.pause_btn.setIcon(style.icon("play_small" if busy and (self.proc.paused or self.pause_restart)
+                                          else "pause"))
+        self.pause_btn.setToolTip("Freeze the training process (Continue goes on where it stopped)"
+                                  if J.CAN_PAUSE else "Stop after the last checkpoint (Continue resumes from it)")
+        self.cancel_btn.setEnabled(busy and not self.cancelling)
+        run = self._selected_run()
+        resumable = (run is not None and not busy and run.status in ("failed", "cancelled", "running", "created")
+                     and bool(run.config.get("argv")) and Path(str(run.config.get("run_dir", ""))).is_dir())
+        self.resume_btn.setEnabled(resumable)
+        self.use_btn.setEnabled(run is not None and run.status == "finished" and bool(run.model_path)
+                                and Path(run.model_path).exists())
+
+    # ======================================================================== resume / attach
+    def resume(self, run_id: Optional[int]) -> Optional[int]:
+        """Continue a run from its last checkpoint (the same command in the same folder)."""
+        if run_id is None or self.lib is None or self.proc is not None:
+            return None
+        from ..data.library import ClipLibrary
+
+        try:
+            run = self.lib.run(run_id)
+            argv = list(run.config.get("argv") or [])
+            if not argv:
+                raise AVStudioError(f"run {run.name} has no command to resume")
+            if not Path(run.config.get("run_dir", "")).is_dir():
+                raise AVStudioError(f"the folder of run {run.name} is gone ({run.config.get('run_dir')})")
+            argv[0] = sys.executable  # this installation's Python
+            spec = J.FinetuneSpec.from_dict(run.config)
+            counts = {int(k[1:]): int(v) for k, v in (run.config.get("clips_per_count") or {}).items()}
+            run_lib = ClipLibrary(self.lib.path, create=False)
+        except AVStudioError as exc:
+            self.win.error(str(exc), "Cannot resume")
+            return None
+        return self._launch(run_lib, run_id, spec, counts, argv, resumed=True)
+
+    def attach(self, run_id: int) -> bool:
+        """Follow a run that is going on in the background (started by an earlier session)."""
+        from ..data.library import ClipLibrary
+
+        try:
+            run = self.lib.run(run_id)
+            proc = J.TrainProcess.attach(run.config["run_dir"])
+            if proc is None:
+                return False
+            spec = J.FinetuneSpec.from_dict(run.config)
+            counts = {int(k[1:]): int(v) for k, v in (run.config.get("clips_per_count") or {}).items()}
+            run_lib = ClipLibrary(self.lib.path, create=False)
+        except (AVStudioError, KeyError):
+            return False
+        self._begin(run_lib, run_id, spec, counts, proc)
+        self.status.setText(f"Following {run.name}, running in the background (process {proc.pid})")
+        return True
+
+    # ======================================================================== models
+    def use_model(self, run_id: Optional[int]) -> Optional[str]:
+        """Load a finished run's model in the main window for analysis."""
+        if run_id is None or self.lib is None:
+            return None
+        try:
+            run = self.lib.run(run_id)
+        except AVStudioError:
+            return None
+        if not run.model_path or not Path(run.model_path).exists():
+            self.win.error(f"Run {run.name} has no final model yet", "No model")
+            return None
+        win = self.win
+        if hasattr(win, "_stop_analysis"):
+            win._stop_analysis()
+        if hasattr(win, "_forget_results"):
+            win._forget_results()
+        win.bundle = None
+        win.load_model(run.model_path)
+        win.statusBar().showMessage(f"Loading the model of run {run.name}…", 5000)
+        self.modelChosen.emit(run.model_path)
+        return run.model_path
+
+    # ======================================================================== closing
+    def install_close_guard(self) -> None:
+        self._guard = _CloseGuard(self)
+        self.win.installEventFilter(self._guard)
+
+    def on_close_requested(self) -> bool:
+        """The window is about to close: True lets it close."""
+        if not self.running():
+            self.library_panel.close_library()  # the app quits: every write is committed already
+            return True
+        name = Path(self.spec.run_dir).name if self.spec else "the run"
+        choice = ask_close_while_training(self.win, name)
+        if choice == "cancel":
+            return False
+        if choice == "stop":
+            self.cancelling = True
+            self.proc.terminate()
+            if self.proc.wait(15.0) is None:
+                self.proc.kill()
+                self.proc.wait(5.0)
+            self._end("cancelled", quiet=True)
+        else:
+            self.detach()
+        self.library_panel.close_library()
+        return True
+
+    def detach(self) -> None:
+        """Leave the run going without the app (it is followed again when the library opens)."""
+        if self.proc is None:
+            return
+        if self.proc.paused:
+            self.proc.resume()
+        self.timer.stop()
+        try:
+            J.sync_run(self.run_lib, self.run_id)
+            self.run_lib.update_run(self.run_id, metrics={"detached": True})
+        except AVStudioError:
+            pass
+        if self.run_lib is not None:
+            self.run_lib.close()
+        self.proc = None
+        self.run_lib = None
+        self._update_buttons()
+
+
+class _CloseGuard(QObject):
+    def __init__(self, panel: FinetunePanel):
+        super().__init__(panel)
+        self.panel = panel
+
+    def eventFilter(self, obj, ev) -> bool:
+        if ev.type() == QEvent.Type.Close and obj is self.panel.win:
+            if not self.panel.on_close_requested():
+                ev.ignore()
+                return True
+        return False
+
+
+__all__ = ["FinetunePanel", "ask_close_while_training", "default_base_model"]
