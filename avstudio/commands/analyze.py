@@ -21,8 +21,14 @@ def register(sub):
 def run(args) -> int:
     import json
 
-    from ..analysis.localize import analyze_clip
     from ..errors import AVStudioError
+    from ..media._common import open_input
+
+    # a missing, empty or unreadable video is refused before torch is imported and the model
+    # loaded (seconds on a busy machine); analyze_clip's probe does the deeper checks
+    open_input(args.video).close()
+
+    from ..analysis.localize import analyze_clip
     from ..nets.checkpoint import load_model
     from ..progress import tqdm_progress
 

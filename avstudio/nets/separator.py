@@ -5,11 +5,12 @@ IEEE TMM 2023).
 Signal path (all tensors, Qt-free)::
 
     wave [B, N] --STFT (n_fft 1022, hop 256, 16 kHz)--> X [B, 512, T] complex
-    |X| --warp (mel-spaced grid, 256 bins)--> log-magnitude [B, 1, 256, T]
-        --U-Net--> K audio feature maps [B, K, 256, T]            (once per mixture)
+    |X| --warp (mel-spaced grid, 128 bins)--> log-magnitude [B, 1, 128, T]
+        --U-Net--> K audio feature maps [B, K, 128, T]            (once per mixture)
     visual vector v [D] (unit; an aligned visual center or the feature at one pixel)
         --> per-bin head: sigmoid(w2 . relu(g * gamma(v) + beta(v)) + b(v))
-            with g = W1 * features (a 1x1 conv, shared by every v)  -> mask [256, T]
+            with g = W1 * features (a 1x1 conv, shared by every v)  -> mask [128, T]
+        (or, head_hidden = 0, Sound-of-Pixels' sigmoid(w(v) . features + b(v)))
     mask --unwarp (linear interpolation to the 512 linear bins)--> M [B, 512, T]
     M * X (the mixture's phase) --iSTFT--> the source's waveform [B, N]
 
@@ -42,15 +43,17 @@ class SeparatorConfig:
     sample_rate: int = SAMPLE_RATE
     n_fft: int = 1022  # 512 linear bins, 64 ms window
     hop_length: int = 256  # 16 ms
-    n_bins: int = 256  # warped (mel-spaced) frequency bins seen by the U-Net
+    n_bins: int = 128  # warped (mel-spaced) frequency bins seen by the U-Net
     warp: str = "mel"  # "mel" (linear below ~700 Hz, log above), "log" (Sound-of-Pixels), "linear"
     channels: tuple[int, ...] = (16, 32, 48, 64, 96)  # U-Net widths, level 0 (full res) downwards
     feat_channels: int = 32  # K audio feature maps out of the U-Net
     head_hidden: int = 32  # per-bin hidden units of the conditioned head (0: SoP linear head)
     cond_dim: int = 64  # visual vector dimension (AVConfig.embed_dim)
-    mask: str = "ratio"  # "ratio" (L1 on the ratio mask) or "binary" (weighted BCE, SoP)
+    mask: str = "ratio"  # "ratio" (soft mask in 0..1) or "binary" (trained on dominant-source masks, SoP)
     norm: str = "batch"  # U-Net normalisation: "batch" or "group" (per example)
-    chunk_seconds: float = 30.0  # inference: process long clips in chunks of this length
+    conditioning: str = "attended"  # what a cluster's visual vector is: "attended" (see attend()) or "center"
+    attend_tau: float = 0.05  # temperature of the attention of a sound over the visual positions
+    chunk_seconds: float = 12.0  # inference: process long clips in chunks of about this length
     context_seconds: float = 1.0  # ... with this much context on each side
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,6 +74,8 @@ class SeparatorConfig:
     def check(self) -> None:
         if self.warp not in ("mel", "log", "linear"):
             raise ValueError(f"unknown frequency warp {self.warp!r}")
+        if self.conditioning not in ("attended", "center"):
+            raise ValueError(f"unknown conditioning {self.conditioning!r}")
         if self.norm not in ("batch", "group"):
             raise ValueError(f"unknown normalisation {self.norm!r}")
         if self.mask not in ("ratio", "binary"):
@@ -87,6 +92,31 @@ class SeparatorConfig:
     @property
     def time_multiple(self) -> int:
         return 2 ** (len(self.channels) - 1)
+
+
+# -- conditioning ---------------------------------------------------------------------------
+
+def attend(vis: torch.Tensor, audio_centers: torch.Tensor, tau: float = 0.05) -> torch.Tensor:
+    """The visual vector of each sound: the visual features pooled where that sound is heard.
+
+    vis [B, D, h, w] unit vectors (``AVModel.visual``), audio_centers [B, k, D] (the k sound
+    clusters of the frame's audio window) -> unit vectors [B, k, D]: the mean of the visual
+    features weighted by softmax over positions of cos(audio center, feature) / tau.
+    Measured on held-out synthetic solos with the shipped AV model: the instrument class is
+    read from this vector by nearest class mean 97 % of the time, from the aligned visual
+    center (soft k-means over object and background) 70 % (docs/separation.md).
+    """
+    vf = vis.flatten(2)  # [B, D, N]
+    cos = torch.einsum("bkd,bdn->bkn", audio_centers, vf)
+    w = torch.softmax(cos / tau, dim=-1)
+    return F.normalize(torch.einsum("bkn,bdn->bkd", w, vf), dim=-1)
+
+
+def attention_maps(vis: torch.Tensor, audio_centers: torch.Tensor, tau: float = 0.05) -> torch.Tensor:
+    """The weights :func:`attend` pools with: [B, k, h, w], each summing to 1."""
+    B, D, h, w = vis.shape
+    cos = torch.einsum("bkd,bdn->bkn", audio_centers, vis.flatten(2))
+    return torch.softmax(cos / tau, dim=-1).reshape(B, -1, h, w)
 
 
 # -- frequency warping ------------------------------------------------------------------------
@@ -307,4 +337,4 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["Separator", "SeparatorConfig", "UNet", "warp_matrices", "warp_positions"]
+__all__ = ["Separator", "SeparatorConfig", "UNet", "attend", "attention_maps", "warp_matrices", "warp_positions"]
