@@ -162,7 +162,7 @@ def test_two_ranks_one_step_equal_one_process_with_the_whole_batch(bench, spawne
         d = (r0["av"][k] - want[k]).abs()
         assert float(d[firm].max()) <= 1e-6, k  # measured: <= 7.5e-9
         assert float(d.max()) <= 2 * LR + 1e-6, k
-    assert worst <= 5e-4, worst
+    assert worst <= 2e-3, worst  # float32 reductions differ with the thread count (seen: 6e-4); local negatives: 1.8
     # the control: without gathering it is another step, far outside that tolerance
     assert worst_local > 0.02, worst_local
     scene = torch.load(spawned / "scene.0.pt")["av"]
