@@ -78,6 +78,7 @@ class SepTrainConfig:
     pixel_prob: float = 0.25  # share of conditionings that use a pixel feature, not a center
     gain_db: float = 5.0  # each clip's gain in a mixture: uniform +-gain_db
     loss: str = "snr"  # "snr" (on the waveforms) or "mask" (Sound-of-Pixels: L1 / BCE on the mask)
+    later_stages: str = "same"  # stages k > 1: "same" (two clips of count k) or "mixed" (with solos)
     val_mixtures: int = 12  # held-out mixtures per stage (other seeds) scored after each epoch
     max_minutes: Optional[float] = None
     seed: int = 0
@@ -288,14 +289,19 @@ def prepare_clip(av, raw: RawClip, device: torch.device, n_pixels: int, rng: np.
 
 
 def make_batch(pool: Sequence[PreparedClip], rng: np.random.Generator, batch: int, seg: int,
-               gain_db: float, pixel_prob: float):
-    """Mixtures of two clips each: (mix [B, seg], sources [B, n, seg], cond [B, n, D])."""
+               gain_db: float, pixel_prob: float, partners: Optional[Sequence[PreparedClip]] = None):
+    """Mixtures of two clips each: (mix [B, seg], sources [B, n, seg], cond [B, n, D]).
+    Both clips come from ``pool``, or the second from ``partners`` when given."""
     mixes, srcs, conds = [], [], []
     for _ in range(batch):
-        i, j = rng.choice(len(pool), size=2, replace=False)
+        if partners is None:
+            i, j = rng.choice(len(pool), size=2, replace=False)
+            pair = (pool[i], pool[j])
+        else:
+            pair = (pool[int(rng.integers(len(pool)))], partners[int(rng.integers(len(partners)))])
         mix = np.zeros(seg, np.float32)
         ss, cc = [], []
-        for c in (pool[i], pool[j]):
+        for c in pair:
             N = len(c.audio)
             off = int(rng.integers(0, max(1, N - seg + 1)))
             g = np.float32(10 ** (rng.uniform(-gain_db, gain_db) / 20.0))
@@ -517,7 +523,7 @@ class SeparatorTrainer:
 
     def _compatible(self, old: dict[str, Any]) -> bool:
         keep = ("stages", "epochs", "steps", "batch", "pool", "seed", "synth_seed", "manifest",
-                "segment_frames", "pixel_prob", "lr", "loss")
+                "segment_frames", "pixel_prob", "lr", "loss", "later_stages")
         a, b = old.get("training", {}), self.tcfg.to_dict()
         oa = old.get("av_model", {})
         same_av = (oa.get("weights_sha256") == self.av_weights_sha if oa.get("weights_sha256")
@@ -550,7 +556,8 @@ class SeparatorTrainer:
             self._prepared[k] = out
         return self._prepared[k]
 
-    def _pool(self, k: int, si: int, epoch: int) -> list[PreparedClip]:
+    def _pool(self, k: int, si: int, epoch: int, size: Optional[int] = None, offset: int = 0) -> list[PreparedClip]:
+        size = self.tcfg.pool if size is None else size
         if self.synth is None:
             allc = self._manifest_pool(k)
             n_val = self._n_val_manifest(len(allc))
@@ -558,19 +565,19 @@ class SeparatorTrainer:
             if len(train) < 2:
                 raise DataError(f"stage C{k} needs at least 2 usable clips with {k} source(s) "
                                 f"(the manifest gives {len(allc)})")
-            rng = np.random.default_rng([self.tcfg.seed, k, epoch, 5])
-            pick = rng.choice(len(train), size=min(self.tcfg.pool, len(train)), replace=False)
+            rng = np.random.default_rng([self.tcfg.seed, k, epoch, 5] + ([offset] if offset else []))
+            pick = rng.choice(len(train), size=min(size, len(train)), replace=False)
             return [train[int(i)] for i in pick]
         out = []
         # clip indices far above those of any `avstudio synth` folder (0, 1, 2, ...), so the
         # training clips never coincide with a benchmark made with the same seed
-        base = 10_000_000 * k + epoch * self.tcfg.pool
-        for j in range(self.tcfg.pool):
+        base = 10_000_000 * k + offset + epoch * size
+        for j in range(size):
             self._check_cancel("while rendering clips")
-            rng = np.random.default_rng([self.tcfg.seed, k, epoch, j])
+            rng = np.random.default_rng([self.tcfg.seed, k, epoch, j] + ([offset] if offset else []))
             raw = self.synth.raw(base + j, k, self.tcfg.frames_per_clip, rng)
             out.append(self._prepare(raw, self.tcfg.pixels_per_source, rng))
-            emit(self.progress, f"render:C{k}", j + 1, self.tcfg.pool, f"epoch {epoch + 1}")
+            emit(self.progress, f"render:C{k}", j + 1, size, f"epoch {epoch + 1}")
         return out
 
     @staticmethod
@@ -619,7 +626,7 @@ class SeparatorTrainer:
                 hist = [json.loads(x) for x in hp.read_text().splitlines() if x.strip()] if hp.exists() else []
                 return SepTrainResult(self.run_dir, final, hist, already_done=True)
         if self.ckpt_path.exists():
-            tensors, card = load_tensors(self.ckpt_path)
+            tensors, card = load_tensors(self.ckpt_path, embedded_card=True)
             load_state(self.model, tensors, "sep.", str(self.ckpt_path))
             ck = card["checkpoint"]
             start_stage, start_epoch = ck["stage_index"], ck["epoch"] + 1
@@ -688,7 +695,14 @@ class SeparatorTrainer:
             if deadline is not None and time.time() > deadline:
                 break
             torch.manual_seed(t.seed * 1000003 + k * 1009 + epoch)
-            pool = self._pool(k, si, epoch)
+            solos = None
+            if k > 1 and t.later_stages == "mixed":
+                # half the pool of count k, half solos (other clips than stage C1's): steps
+                # alternate between a count-k clip mixed with a solo and two solos
+                pool = self._pool(k, si, epoch, size=max(2, t.pool // 2))
+                solos = self._pool(1, si, epoch, size=max(2, t.pool // 2), offset=5_000_000)
+            else:
+                pool = self._pool(k, si, epoch)
             rng = np.random.default_rng([t.seed, k, epoch, 1])
             model.train()
             sl, n = 0.0, 0
@@ -696,7 +710,12 @@ class SeparatorTrainer:
                 self._check_cancel(f"in stage C{k}, epoch {epoch + 1}")
                 if deadline is not None and n > 0 and time.time() > deadline:
                     break
-                mix, src, cond = make_batch(pool, rng, t.batch, seg, t.gain_db, t.pixel_prob)
+                if solos is None:
+                    mix, src, cond = make_batch(pool, rng, t.batch, seg, t.gain_db, t.pixel_prob)
+                elif s % 2 == 0:
+                    mix, src, cond = make_batch(pool, rng, t.batch, seg, t.gain_db, t.pixel_prob, solos)
+                else:
+                    mix, src, cond = make_batch(solos, rng, t.batch, seg, t.gain_db, t.pixel_prob)
                 loss, _ = separation_loss(model, mix.to(self.device), src.to(self.device), cond.to(self.device),
                                           t.loss)
                 opt.zero_grad(set_to_none=True)
