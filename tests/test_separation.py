@@ -146,6 +146,13 @@ def test_training_reduces_the_loss_and_writes_a_loadable_model(tmp_path, av_fold
     assert b.av is not None and b.separator is not None
 
 
+def test_later_stages_can_mix_duets_with_solos(tmp_path, av_folder):
+    torch.set_num_threads(1)
+    res = _trainer(av_folder, tmp_path / "run", _train_cfg(epochs=1, steps=2, later_stages="mixed")).run()
+    assert [h["stage"] for h in res.history] == ["C1", "C2"]
+    assert all(np.isfinite(h["loss"]) for h in res.history)
+
+
 def test_training_resumes_after_an_interruption_and_ends_where_a_straight_run_ends(tmp_path, av_folder):
     torch.set_num_threads(1)
     tcfg = _train_cfg()
@@ -220,6 +227,31 @@ def test_write_stems_writes_k_wavs_and_a_residual_that_sum_to_the_mixture(clip_a
     assert np.abs(total - mix).max() < 2e-4  # 16-bit files, exact in integers
     stem0, _ = read_wav(tmp_path / "stems" / "0.wav")
     assert np.abs(stem0).max() > 0
+
+
+def test_cluster_vectors_take_the_gui_cache_records_too(clip_and_bundle):
+    from avstudio.analysis.cache import HeatmapData
+    from avstudio.analysis.localize import analyze_clip
+    from avstudio.analysis.separate import cluster_vectors, separate_analysis
+
+    video, bundle = clip_and_bundle
+    an = analyze_clip(bundle, video, k=2)
+    # analyze_clip keeps every frame's attended vectors: the separator's conditioning as is
+    assert an.attended_vectors.shape == (len(an.times), 2, 16)
+    t_all, v_all = cluster_vectors(bundle, video, an)
+    assert np.array_equal(v_all, an.attended_vectors) and np.array_equal(t_all, an.times)
+    # the GUI cache's records have no attended vectors: recomputed from frames every 0.2 s,
+    # the same vectors at those frames
+    hd = HeatmapData(k=2, frames=an.frame_indices, times=an.times, heatmaps=an.heatmaps,
+                     visual_vectors=an.visual_vectors, audio_centers=an.audio_centers)
+    t, v = cluster_vectors(bundle, video, hd)
+    assert 2 <= len(t) < len(an.times) and v.shape[1:] == (2, 16)
+    assert np.allclose(np.linalg.norm(v, axis=-1), 1.0, atol=1e-4)
+    at = np.searchsorted(an.times, t)
+    assert np.allclose(v, an.attended_vectors[at], atol=1e-4)
+    from_cache, from_analysis = separate_analysis(bundle, video, hd), separate_analysis(bundle, video, an)
+    assert from_cache.shape == from_analysis.shape and from_cache.shape[0] == 2
+    assert np.isfinite(from_cache).all() and np.abs(from_cache).max() > 0
 
 
 def test_chunked_separation_matches_one_pass():

@@ -39,6 +39,9 @@ FULL_HASH_BYTES = 32 * 1024 * 1024
 SAMPLE_BLOCK = 1024 * 1024
 SAMPLE_BLOCKS = 16
 CACHE_VERSION = 1
+# How cached stems were made; stems stored by another method are recomputed. 2: each cluster
+# conditioned on its attended visual vectors (separate_analysis), as the separator is trained.
+STEMS_METHOD = 2
 
 _hash_memo: dict[tuple[str, int, int], str] = {}
 _hash_lock = threading.Lock()
@@ -328,7 +331,7 @@ class AnalysisCache:
                 _atomic_write(d / f"{j}.wav", lambda tmp, j=j: write_wav(tmp, stems[j], sample_rate,
                                                                           float32=True))
             info = (json.dumps({"k": int(stems.shape[0]), "sample_rate": int(sample_rate),
-                                "samples": int(stems.shape[1])}) + "\n").encode()
+                                "samples": int(stems.shape[1]), "method": STEMS_METHOD}) + "\n").encode()
             _atomic_write(d / "stems.json", lambda tmp: Path(tmp).write_bytes(info))
         return d
 
@@ -339,7 +342,7 @@ class AnalysisCache:
         d = self.stems_dir(k)
         try:
             info = json.loads((d / "stems.json").read_text())
-            if int(info["k"]) != int(k):
+            if int(info["k"]) != int(k) or int(info.get("method", 1)) != STEMS_METHOD:
                 return None
             arrs = []
             for j in range(k):

@@ -84,6 +84,10 @@ class ClipAnalysis:
     timings: dict = field(default_factory=dict)
     model: str = ""
     count_prediction: Optional[dict] = None
+    # [T, k, D] each cluster's attended visual vector (features pooled where its sound is
+    # heard, avstudio.nets.separator.attend at attended_tau): the separator's conditioning
+    attended_vectors: Optional[np.ndarray] = None
+    attended_tau: float = 0.05
 
     def save(self, out_dir: str | Path, extra_summary: Optional[dict] = None) -> Path:
         out = Path(out_dir)
@@ -92,7 +96,9 @@ class ClipAnalysis:
                             times=self.times.astype(np.float64), frames=self.frame_indices,
                             aligned=self.aligned.astype(np.float32),
                             unaligned=self.unaligned.astype(np.float32),
-                            visual_vectors=self.visual_vectors.astype(np.float32))
+                            visual_vectors=self.visual_vectors.astype(np.float32),
+                            **({} if self.attended_vectors is None else
+                               {"attended_vectors": self.attended_vectors.astype(np.float32)}))
         summary = {"video": self.path, "model": self.model, "k": self.k, "fps": self.fps,
                    "frames": int(len(self.times)),
                    "heatmap_shape": list(self.heatmaps.shape[1:]), "timings": self.timings,
@@ -288,6 +294,14 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
     t_decode = t_model = t_trim = 0.0
     trimmed_at = 0
     pending: list[tuple[int, float, np.ndarray]] = []
+    # the separator's conditioning, computed here from the visual maps already at hand
+    # (saves recomputing them from decoded frames when stems are wanted)
+    sep = getattr(bundle, "separator", None)
+    attend_tau = None
+    attended: list = []
+    if sep is not None and getattr(sep.cfg, "conditioning", None) == "attended":
+        from ..nets.separator import attend
+        attend_tau = float(sep.cfg.attend_tau)
 
     def flush():
         nonlocal ref, t_model
@@ -322,6 +336,8 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
         unaligned.append(loc.unaligned.cpu().numpy().astype(np.float16))
         V = torch.gather(loc.visual_centers, 1, loc.match.unsqueeze(-1).expand(-1, -1, loc.visual_centers.shape[-1]))
         vvecs.append(V.cpu().numpy().astype(np.float32))
+        if attend_tau is not None:
+            attended.append(attend(vis, A, attend_tau).cpu().numpy().astype(np.float32))
         acent.append(A.cpu().numpy().astype(np.float32))
         fi = np.array([p[0] for p in pending])
         idxs.append(fi)
@@ -368,7 +384,8 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
         path=str(path), k=k, fps=fps, frame_indices=np.concatenate(idxs), times=np.concatenate(times),
         heatmaps=_cat32(heat), aligned=_cat32(aligned), unaligned=_cat32(unaligned),
         visual_vectors=_cat32(vvecs), audio_centers=_cat32(acent), timings=timings, model=bundle.name,
-        count_prediction=count_pred)
+        count_prediction=count_pred, attended_vectors=_cat32(attended) if attend_tau is not None else None,
+        attended_tau=float(attend_tau if attend_tau is not None else 0.05))
 
 
 def _cat32(parts: list) -> np.ndarray:

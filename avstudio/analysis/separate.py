@@ -264,10 +264,16 @@ def cluster_vectors(bundle, video_path, analysis, step_s: float = 0.2) -> tuple[
     av = bundle.av
     if av is None:
         raise AVStudioError(f"{bundle.name}: the separator needs the AV model's visual features")
-    fps = float(analysis.fps or 25.0)
-    step = max(1, int(round(step_s * fps)))
-    fi = np.asarray(analysis.frame_indices)
-    pick = np.arange(0, len(fi), step)
+    fi = getattr(analysis, "frame_indices", None)
+    fi = np.asarray(analysis.frames if fi is None else fi)  # ClipAnalysis or the GUI's HeatmapData
+    if getattr(analysis, "audio_centers", None) is None:
+        raise AVStudioError("the analysis has no audio centers to find each cluster's visual vector with")
+    pick, last = [], -np.inf
+    for i, t in enumerate(times):  # about one frame every step_s seconds
+        if t - last >= step_s - 1e-6:
+            pick.append(i)
+            last = t
+    pick = np.asarray(pick, dtype=np.int64)
     S = av.cfg.frame_size
     dev = next(av.parameters()).device
     out = []
@@ -288,6 +294,18 @@ def cluster_vectors(bundle, video_path, analysis, step_s: float = 0.2) -> tuple[
         vis = av.visual(fr)
         out.append(attend(vis, A_all[part].to(dev), sep.cfg.attend_tau).cpu().numpy())
     return times[keep], np.concatenate(out).astype(np.float32)
+
+
+def separate_analysis(bundle, video_path, analysis, audio: Optional[np.ndarray] = None,
+                      progress: ProgressFn | None = None, cancel=None) -> np.ndarray:
+    """Stems [k, N] of an analysed clip (a ``ClipAnalysis`` or the GUI cache's ``HeatmapData``):
+    :func:`cluster_vectors` + :func:`separate_clip`. ``audio``: the clip's audio at the
+    separator's rate when the caller has it decoded already."""
+    sep = _separator(bundle)
+    if audio is None:
+        audio = _read_clip_audio(video_path, sep.cfg.sample_rate)
+    t, vv = cluster_vectors(bundle, video_path, analysis)
+    return separate_clip(bundle, audio, vv, t, progress=progress, cancel=cancel)
 
 
 def write_stems(bundle, video_path, analysis, out_dir, progress: ProgressFn | None = None) -> dict:
@@ -572,7 +590,7 @@ def visual_tracks(bundle, path, k: int, step_s: float = 0.2, batch: int = 32) ->
 
 
 def evaluate_separation(bundle, data, max_clips: Optional[int] = None, progress: ProgressFn | None = None,
-                        cancel=None) -> dict:
+                        cancel=None, details: bool = False) -> dict:
     """Separation on held-out two-source mixtures of a benchmark folder, with baselines.
 
     Two kinds of mixtures, each scored on whole clips at 16 kHz:
@@ -588,7 +606,8 @@ def evaluate_separation(bundle, data, max_clips: Optional[int] = None, progress:
     References are the clean stems of the sidecars. BSS Eval (``bss_eval_sources``
     semantics, no permutation search) for the model, the mixture itself (``SDR_mix``) and
     the ideal ratio mask on the separator's STFT (upper bound); a mixture whose reference
-    or model estimate is silent is skipped (as Sound-of-Pixels does).
+    or model estimate is silent is skipped (as Sound-of-Pixels does). ``details`` adds the
+    per-mixture scores (clip names and SDR/SIR/SAR per source) for paired comparisons.
     """
     from ..data.manifest import read_manifest
     from ..data.synth import load_ground_truth
@@ -611,6 +630,7 @@ def evaluate_separation(bundle, data, max_clips: Optional[int] = None, progress:
     skipped = {"duets": 0, "solo_pairs": 0}
     improvements: dict[str, list] = {"duets": [], "solo_pairs": []}
     t_sep = 0.0
+    per: dict[str, list] = {}
     for ji, (kind, rs) in enumerate(jobs):
         check_cancel(cancel, "evaluation")
         group = "duets" if kind == "duet" else "solo_pairs"
@@ -662,6 +682,8 @@ def evaluate_separation(bundle, data, max_clips: Optional[int] = None, progress:
             res[group]["mixture"].append(sx)
             res[group]["irm"].append(si)
             improvements[group] += [m - x for m, x in zip(sm["sdr"], sx["sdr"])]
+            per.setdefault(group, []).append({"clips": [Path(r.path).name for r in rs], "model": sm,
+                                              "mixture": sx, "irm": si})
         emit(progress, "eval:separation", ji + 1, len(jobs), group)
     out: dict = {"primary": "mean over sources of whole-clip SDR (dB, bss_eval_sources) on held-out two-source "
                             "mixtures; 'mixture' = the mixture itself as the estimate (SDR_mix), 'irm' = ideal "
@@ -674,6 +696,8 @@ def evaluate_separation(bundle, data, max_clips: Optional[int] = None, progress:
             g["sdr_improvement"] = float(np.mean(improvements[group]))
         g["n_mixtures"] = len(res[group]["model"])
         g["skipped_silent"] = skipped[group]
+        if details:
+            g["per_mixture"] = per.get(group, [])
         out[group] = g
         for name in allres:
             allres[name] += res[group][name]
@@ -743,6 +767,6 @@ def bench_separation(bundle, seconds: float = 10.0, k: int = 2, repeats: int = 3
             "pixel_first_click_s": float(first), "pixel_click_s": float(np.median(clicks))}
 
 
-__all__ = ["cluster_vectors", "separate_clip", "separate_tracks", "write_stems", "PixelSounder", "pixel_sound",
+__all__ = ["cluster_vectors", "separate_analysis", "separate_clip", "separate_tracks", "write_stems", "PixelSounder", "pixel_sound",
            "evaluate_separation", "bench_separation", "ClipSpectra", "pool_track", "tracks_from_analysis",
            "visual_tracks"]

@@ -39,6 +39,9 @@ def register(sub):
     p.add_argument("--mask", choices=["ratio", "binary"], default="ratio", help="mask kind (default ratio)")
     p.add_argument("--loss", choices=["snr", "mask"], default="snr",
                    help="snr: on the separated waveforms (default); mask: Sound-of-Pixels' loss on the mask")
+    p.add_argument("--later-stages", choices=["same", "mixed"], default="same",
+                   help="stages k > 1: mix two clips of count k (same, default) or alternate a count-k clip "
+                        "+ a solo with two solos (mixed)")
     p.add_argument("--head", type=int, default=None, help="hidden units of the conditioned head (0: linear head)")
     p.add_argument("--max-minutes", type=float, default=None, help="time budget shared out over the stages")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -70,7 +73,8 @@ def run(args) -> int:
     tcfg = SepTrainConfig(stages=list(args.stages), epochs=args.epochs, steps=args.steps, batch=args.batch,
                           pool=args.pool, lr=args.lr, max_minutes=args.max_minutes, seed=args.seed,
                           device=args.device, threads=args.threads, val_mixtures=args.val_mixtures,
-                          synth_seed=args.synth_seed, manifest=args.manifest, loss=args.loss)
+                          synth_seed=args.synth_seed, manifest=args.manifest, loss=args.loss,
+                          later_stages=args.later_stages)
     command = "avstudio " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     progress = tqdm_progress(disable=args.quiet)
     try:

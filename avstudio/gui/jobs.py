@@ -218,7 +218,8 @@ def separation_available(bundle) -> bool:
 
 def separate_fn(bundle, path: str, cache, k: int, fps: float, progress=None, cancel=None):
     """Stems ``[k, N]`` (and the residual no cluster claimed) at the separator's rate for the
-    clip: from the cache, else :func:`avstudio.analysis.separate.separate_clip`."""
+    clip: from the cache, else :func:`avstudio.analysis.separate.separate_analysis` (each cluster
+    conditioned on the visual features where its sound is heard, as the separator was trained)."""
     from ..analysis import separate
     from ..media import probe, read_audio
 
@@ -237,8 +238,7 @@ def separate_fn(bundle, path: str, cache, k: int, fps: float, progress=None, can
         data = cache.load(k)
         if data is None or data.visual_vectors is None:
             raise AVStudioError("no heatmaps to separate with yet")
-        stems = separate.separate_clip(bundle, audio, data.visual_vectors, data.times,
-                                       progress=progress, cancel=cancel)
+        stems = separate.separate_analysis(bundle, path, data, audio=audio, progress=progress, cancel=cancel)
         stems = np.asarray(stems, np.float32)
         check_cancel(cancel, "separation")
         cache.save_stems(k, stems, sr)

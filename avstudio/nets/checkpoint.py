@@ -227,7 +227,7 @@ def register_component(name: str, builder) -> None:
 
 
 def _builtin_builders() -> None:
-    if _BUILDERS:
+    if "av" in _BUILDERS and "counter" in _BUILDERS:  # (a plug-in may have registered first)
         return
     from .config import AVConfig, CounterConfig
     from .counter import Counter

@@ -497,10 +497,12 @@ class SeparatorTrainer:
         return card
 
     def recipe(self) -> str:
+        c2 = ("mixtures of a duet and a solo clip, alternating with mixtures of two solo clips"
+              if self.tcfg.later_stages == "mixed" else "mixtures of two duets")
         what = ("attended visual vector (visual features pooled where the cluster's sound is heard)"
                 if self.sep_cfg.conditioning == "attended" else "aligned visual center")
         return (f"mix-and-separate, loss {self.tcfg.loss}: C1 = mixtures of two solo clips, each recovered "
-                f"from its {what} (k=1); C2 = mixtures of two duets, each duet's 2 stems recovered from "
+                f"from its {what} (k=1); C2 = {c2}, each duet's 2 stems recovered from "
                 f"its 2 clusters' vectors (k=2), put in stem order by sight; {self.tcfg.pixel_prob:.0%} of "
                 "the conditionings are the visual feature at a pixel of the object instead")
 
