@@ -663,3 +663,21 @@ def test_gui_bench_runs(assets, qapp):
     for key in ("render_fps", "scrub_ms_p50", "scrub_ms_p95", "playback", "overlay_ms_p50"):
         assert res[key] is not None, key
     assert res["heatmaps"] == "model" and res["k"] == 2
+
+
+def test_variable_frame_rate_slots_get_the_heatmaps_of_the_frame_shown_there():
+    """Frame indices are time slots at the average rate: a slot without a frame of its own shows
+    the frame before it, and gets that frame's heatmaps."""
+    from avstudio.analysis.cache import HeatmapData
+    from avstudio.gui.jobs import fill_slots
+
+    hm = np.stack([np.full((2, 4, 4), v, np.float32) for v in (0.1, 0.2, 0.3)])
+    d = HeatmapData(k=2, frames=np.array([10, 12, 13]), times=np.array([0.4, 0.5, 0.52]), heatmaps=hm,
+                    audio_centers=np.zeros((3, 2, 8), np.float32))
+    f = fill_slots(d, 9, 15)
+    assert f.frames.tolist() == [9, 10, 11, 12, 13, 14]
+    assert [float(x[0, 0, 0]) for x in f.heatmaps] == pytest.approx([0.1, 0.1, 0.1, 0.2, 0.3, 0.3])
+    assert f.times.tolist() == [0.4, 0.4, 0.4, 0.5, 0.52, 0.52]
+    assert f.audio_centers.shape == (6, 2, 8)
+    same = HeatmapData(k=2, frames=np.array([3, 4, 5]), times=np.zeros(3), heatmaps=hm)
+    assert fill_slots(same, 3, 6) is same  # a constant-rate chunk is left as it is

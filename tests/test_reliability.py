@@ -455,6 +455,7 @@ def test_bad_checkpoints_refused_and_never_executed(tmp_path, model):
     assert "truncated" in results["truncated"] and "truncated" in results["truncated_header"]
     assert "shape" in results["wrong_shapes"] or "match" in results["wrong_shapes"]
     assert "card" in results["missing_card"]
+    assert "vis_channels is 'abc', it must be a list of integers" in results["bad_config_value"]
     REPORT["checkpoints"] = results
 
 
@@ -604,3 +605,79 @@ def test_cancelled_analysis_stops_its_decoding_thread(tmp_path):
     assert seen == [8]
     time.sleep(0.2)
     assert not [t for t in threading.enumerate() if t.name == "analysis-decode"]
+
+
+# ------------------------------------------------------------------------------- the same in the GUI
+
+def test_media_corpus_in_the_gui(qtbot, corpus_dir, model, monkeypatch, tmp_path):
+    """Every corpus file opened in the app (offscreen): it shows the first frame and analyses
+    it, or it is refused with one dialog holding one line; the app stays up and the clip that
+    was open before a refused file stays usable."""
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pytestqt")
+    from PySide6.QtWidgets import QMessageBox
+
+    from avstudio.gui.main_window import MainWindow
+    from avstudio.gui.qtcompat import install_none_guard
+    from PySide6.QtWidgets import QApplication
+
+    install_none_guard(QApplication.instance())
+    monkeypatch.setenv("AVSTUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AVSTUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setenv("AVSTUDIO_NO_AUDIO", "1")
+    seen = []
+
+    def rec(kind):
+        def f(parent, title, text, *a, **k):
+            seen.append((kind, title, text))
+            return QMessageBox.StandardButton.Ok
+        return staticmethod(f)
+
+    for kind in ("critical", "warning", "information", "question"):
+        monkeypatch.setattr(QMessageBox, kind, rec(kind))
+    w = MainWindow(model_path=str(model), audio=False, k=2)
+    qtbot.addWidget(w)
+    w.resize(900, 700)
+    w.show()
+    qtbot.waitUntil(lambda: not w.model_loading, timeout=60000)
+    assert w.bundle is not None
+    good = str(made("video only (no audio)", corpus_dir))
+    outcomes = {}
+    try:
+        for name, (_, want_info, want_analyze) in CASES.items():
+            path = str(made(name, corpus_dir))
+            assert w.open_file(good)
+            qtbot.waitUntil(lambda: w.view.last_painted_index == 0, timeout=60000)
+            seen.clear()
+            opened = w.open_file(path)
+            if not opened:
+                assert want_info in ("refused", "either") or want_analyze == "refused", (name, seen)
+                assert len(seen) == 1 and seen[0][0] == "critical", (name, seen)
+                msg = seen[0][2]
+                assert "\n" not in msg and "Traceback" not in msg and len(msg) < 400, (name, msg)
+                assert w.path == good  # the clip that was open stays open
+                w.seek_frame(3)
+                qtbot.waitUntil(lambda: w.view.last_painted_index == 3, timeout=60000)
+                outcomes[name] = ("refused", msg)
+                continue
+            # a damaged file the CLI refuses opens in the app with one warning naming the damage
+            # (a viewer shows what can be decoded, as video players do)
+            damaged = [s for s in seen if s[0] == "warning"]
+            assert want_analyze in ("ok", "either") or len(damaged) == 1, (name, seen)
+            qtbot.waitUntil(lambda: w.view.last_painted_index == 0, timeout=60000)
+            qtbot.waitUntil(lambda: w.analysis_state in ("done", "failed"), timeout=120000)
+            if w.analysis_state == "failed":
+                assert want_analyze != "ok", (name, w.panel.status.text())
+                assert len(seen) == 1, (name, seen)  # the damage, said once (when opened or analysed)
+                assert all("\n" not in s[2] and "Traceback" not in s[2] for s in seen)
+                outcomes[name] = ("analysis failed", seen[-1][2])
+            else:
+                assert w.heat_done.all(), (name, np.flatnonzero(~w.heat_done), w.frame_count)
+                assert not [s for s in seen if s[0] == "critical"], (name, seen)
+                outcomes[name] = ("ok", "; ".join(s[2] for s in seen))
+    finally:
+        w.shutdown()
+    for name, (what, msg) in outcomes.items():
+        REPORT.setdefault(name, {})["gui"] = what
+        REPORT[name]["gui_message"] = msg
+    assert set(outcomes) == set(CASES)

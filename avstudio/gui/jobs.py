@@ -204,6 +204,39 @@ def envelope(x: np.ndarray, sr: int, bins: int = 4000):
     return t.astype(np.float64), lo.astype(np.float32), hi.astype(np.float32)
 
 
+def fill_slots(data: HeatmapData, start: int, stop: int) -> HeatmapData:
+    """Give every frame slot in ``[start, stop)`` the heatmaps of the frame shown there.
+
+    Frame indices are time slots at the stream's average rate (``VideoReader``): in a
+    variable-frame-rate clip some slots have no frame of their own and show the frame before
+    them (the reader's ``frame(i)`` does so). Those slots get that frame's heatmaps (a slot
+    before the chunk's first decoded frame gets the first one); a constant-rate clip is
+    returned as it is."""
+    from ..analysis.cache import HeatmapData
+
+    fr = np.asarray(data.frames, np.int64)
+    if len(fr) == 0 or stop <= start:
+        return data
+    slots = np.arange(start, stop, dtype=np.int64)
+    if len(fr) == len(slots) and np.array_equal(fr, slots):
+        return data
+    src = np.clip(np.searchsorted(fr, slots, side="right") - 1, 0, len(fr) - 1)
+    # keep decoded frames outside the range too (there should be none)
+    extra = np.flatnonzero((fr < start) | (fr >= stop))
+    order = np.concatenate([src, extra])
+    frames = np.concatenate([slots, fr[extra]])
+    srt = np.argsort(frames, kind="stable")
+    order, frames = order[srt], frames[srt]
+
+    def pick(a):
+        return None if a is None else np.asarray(a)[order]
+
+    return HeatmapData(k=data.k, frames=frames, times=np.asarray(data.times)[order],
+                       heatmaps=pick(data.heatmaps), aligned=pick(data.aligned),
+                       unaligned=pick(data.unaligned), visual_vectors=pick(data.visual_vectors),
+                       audio_centers=pick(data.audio_centers))
+
+
 # ------------------------------------------------------------------------ separation adapter
 
 def separation_available(bundle) -> bool:
@@ -433,6 +466,7 @@ class AnalysisScheduler(QThread):
             data = HeatmapData(k=k, frames=res.frame_indices.astype(np.int64), times=res.times,
                                heatmaps=res.heatmaps, aligned=res.aligned, unaligned=res.unaligned,
                                visual_vectors=res.visual_vectors, audio_centers=res.audio_centers)
+            data = fill_slots(data, a2, min(b, self.frame_count))
             ref = self._order_clusters(data, ref)
             self.cache.save_chunk(data)
             ok = (data.frames >= 0) & (data.frames < self.frame_count)

@@ -1019,8 +1019,14 @@ class MainWindow(QMainWindow):
         self.analysis_state = "failed"
         self.panel.set_progress(0, 1, "failed")
         self.panel.status.setText(msg)
-        self.statusBar().showMessage(f"Analysis failed: {msg}", 10000)
         self.refresh_overlay()
+        # a damaged file is found by decoding it: say so once, in a dialog (the frames and
+        # heatmaps decoded so far stay); a file already said to be damaged when it was opened
+        # gets the status line only
+        if self.info is not None and self.info.problem:
+            self.statusBar().showMessage(f"Analysis stopped at the damage: {msg}", 10000)
+        else:
+            self.error(f"Analysis failed: {msg}", "Analysis failed")
 
     def _on_analysis_cancelled(self) -> None:
         if self.sender() is not self.scheduler:

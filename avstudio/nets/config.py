@@ -12,6 +12,32 @@ from typing import Any
 SAMPLE_RATE = 16000
 
 
+def check_config(cls, d: Any) -> None:
+    """Refuse a config whose values do not have the types of ``cls``'s fields (a model card is
+    untrusted input): raises ValueError naming the field, what it holds and what it needs."""
+    if not isinstance(d, dict):
+        raise ValueError(f"the config must be a JSON object, not {type(d).__name__}")
+    for f in fields(cls):
+        if f.name not in d:
+            continue
+        v, want = d[f.name], f.default
+        ok = True
+        if isinstance(want, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(want, int):
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif isinstance(want, float):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        elif isinstance(want, str):
+            ok = isinstance(v, str)
+        elif isinstance(want, tuple):
+            ok = isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+        if not ok:
+            need = ("a list of integers" if isinstance(want, tuple) else
+                    {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[type(want)])
+            raise ValueError(f"{f.name} is {v!r}, it must be {need}")
+
+
 @dataclass
 class AVConfig:
     # input
@@ -47,6 +73,7 @@ class AVConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AVConfig":
+        check_config(cls, d)
         known = {f.name for f in fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         return cls(**kw)
@@ -70,6 +97,7 @@ class CounterConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CounterConfig":
+        check_config(cls, d)
         known = {f.name for f in fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         return cls(**kw)
@@ -86,4 +114,4 @@ def default_config(arch: str = "default", **overrides: Any) -> AVConfig:
     return AVConfig(**{**ARCHS[arch], **overrides})
 
 
-__all__ = ["AVConfig", "CounterConfig", "SAMPLE_RATE", "default_config", "field"]
+__all__ = ["check_config", "AVConfig", "CounterConfig", "SAMPLE_RATE", "default_config", "field"]

@@ -65,6 +65,9 @@ class SeparatorConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SeparatorConfig":
+        from .config import check_config
+
+        check_config(cls, d)
         known = {f.name for f in fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         cfg = cls(**kw)
