@@ -14,9 +14,10 @@ What is measured (targets from the issues; see docs/performance.md):
                   start-up to first frame.
 * ``training``    clips/s and steps/s of the default architecture, 16 clips x 2 moments a step,
                   on the CPU (and CUDA where present).
-* ``memory``      peak RSS of analysing a 1-minute and a 10-minute 720p clip, each in its own
-                  process (``/proc`` polling + ``getrusage``): streaming keeps it flat apart
-                  from the output arrays, which grow with the clip as they must.
+* ``memory``      peak RSS of analysing a 1-minute and a 10-minute 720p clip as ``avstudio
+                  analyze`` does (frames decoded and dropped as they go, the per-frame maps
+                  streamed to ``heatmaps.npz``), each in its own process (``/proc`` polling +
+                  ``VmHWM``): flat, apart from the small per-frame vectors kept in memory.
 * ``compute``     FLOPs per frame of the visual + audio encoders (``FlopCounterMode``) and the
                   CPU's measured matmul rate, so the table shows how far analysis is from the
                   compute limit.
@@ -595,16 +596,25 @@ import torch
 torch.set_num_threads(1)  # memory does not depend on it; 1 thread keeps it short on a busy machine
 from avstudio.nets.checkpoint import load_model
 from avstudio.analysis.localize import analyze_clip
+from avstudio.analysis.npzstream import NpzStreamWriter
+import tempfile
 b = load_model(sys.argv[1])
 loaded = rss()
 marks = []
 def on_batch(idx, heat):
     marks.append((int(idx[-1]) + 1, rss()))
 t = time.perf_counter()
-res = analyze_clip(b, sys.argv[2], k=int(sys.argv[3]), on_batch=on_batch)
+with tempfile.TemporaryDirectory(prefix='avstudio-mem-') as out_dir:
+    # what `avstudio analyze` does: the per-frame maps stream to heatmaps.npz as they come
+    with NpzStreamWriter(os.path.join(out_dir, 'heatmaps.npz')) as sink:
+        res = analyze_clip(b, sys.argv[2], k=int(sys.argv[3]), on_batch=on_batch, sink=sink)
+        streamed = sink.nbytes_streamed()
+        res.save(out_dir)
+    npz_bytes = os.path.getsize(os.path.join(out_dir, 'heatmaps.npz'))
 dt = time.perf_counter() - t
 out_bytes = sum(a.nbytes for a in (res.heatmaps, res.aligned, res.unaligned, res.visual_vectors,
-                                      res.audio_centers, res.times, res.frame_indices))
+                                      res.audio_centers, res.attended_vectors, res.times, res.frame_indices)
+                if a is not None)
 def hwm():  # peak RSS of this process image (ru_maxrss would include the parent's, from fork)
     with open('/proc/self/status') as fh:
         for line in fh:
@@ -614,6 +624,7 @@ def hwm():  # peak RSS of this process image (ru_maxrss would include the parent
 peak = hwm()
 print('AVSTUDIO-MEM ' + json.dumps({'rss_start': base, 'rss_loaded': loaded, 'rss_end': rss(), 'peak': peak,
       'frames': int(len(res.times)), 'seconds': dt, 'output_bytes': int(out_bytes),
+      'streamed_bytes': int(streamed), 'npz_bytes': int(npz_bytes),
       'marks': marks[:: max(1, len(marks) // 20)] + marks[-1:]}), flush=True)
 """
 
@@ -678,6 +689,7 @@ def bench_memory(model_path: str, clips: dict[str, Path], k: int = 2) -> dict[st
             "frames": r["frames"], "seconds": _r(r["seconds"], 2),
             "peak_mb": _r(r["peak"] / 2**20, 1), "peak_polled_mb": _r(r["peak_polled"] / 2**20, 1),
             "loaded_mb": _r(r["rss_loaded"] / 2**20, 1), "output_mb": _r(r["output_bytes"] / 2**20, 1),
+            "streamed_mb": _r(r.get("streamed_bytes", 0) / 2**20, 1), "npz_mb": _r(r.get("npz_bytes", 0) / 2**20, 1),
             "streaming_rss_mb": [[f, _r(b / 2**20, 1)] for f, b in r.get("marks", [])],
         }
     if res["available"]:
@@ -870,7 +882,7 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f"({_fmt(c.get('1t_matmul_gflop_per_cpu_s'), ' GFLOP per CPU s', 1)})", "", ""))
         rows.append(("analysis encoders' rate: wall / per CPU s (1 thread)",
                      f"{_fmt(c.get('analysis_gflops'), ' GFLOP/s', 1)} / {_fmt(c.get('analysis_gflop_per_cpu_s'), ' GFLOP per CPU s', 1)}"
-                     f" = {_fmt((c.get('compute_utilisation') or 0) * 100, ' %', 0)} of matmul", "", ""))
+                     f" = {_fmt(None if c.get('compute_utilisation') is None else c['compute_utilisation'] * 100, ' %', 0)} of matmul", "", ""))
     if s.get("available"):
         tgt = f"<= {_fmt(s.get('target_s'), ' s', 1)}"
         rows.append((f"separation, stems of 2 clusters of {_fmt(s.get('seconds'), ' s', 0)}, {s.get('threads')} threads",
@@ -910,8 +922,9 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if m.get("available"):
         for label, r in m["runs"].items():
             rows.append((f"peak RSS, analysing a {label} {'x'.join(map(str, res['memory'].get('size') or []))} clip",
-                         f"{_fmt(r.get('peak_mb'), ' MB', 0)} (after model load {_fmt(r.get('loaded_mb'), ' MB', 0)}, "
-                         f"outputs {_fmt(r.get('output_mb'), ' MB', 0)})", "", ""))
+                         f"{_fmt(r.get('peak_mb'), ' MB', 0)} (after model load {_fmt(r.get('loaded_mb'), ' MB', 0)}; "
+                         f"kept in memory {_fmt(r.get('output_mb'), ' MB', 0)}, streamed to disk "
+                         f"{_fmt(r.get('streamed_mb'), ' MB', 0)})", "", ""))
         rows.append(("peak RSS growth, long vs short clip",
                      f"{_fmt(m.get('growth_mb'), ' MB', 0)} (outputs {_fmt(m.get('output_growth_mb'), ' MB', 0)})",
                      "flat beyond outputs", _ok(m.get("flat"))))

@@ -274,6 +274,9 @@ def check_analyze(path, out, r, expect):
         assert np.all(np.diff(t) > 0)
         s = json.loads((out / "summary.json").read_text())
         assert s["k"] == 2 and s["frames"] == h.shape[0]
+    else:  # refused: no partial output is left behind (the maps stream to disk as they come)
+        left = [p.name for p in out.iterdir()] if out.exists() else []
+        assert not [n for n in left if n.startswith(".heatmaps.npz") or n.startswith("heatmaps.npz")], left
     if expect != "either":
         assert got == expect, f"analyze: expected {expect}, got {got} {msg}"
     return got, msg

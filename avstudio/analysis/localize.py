@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -88,20 +88,36 @@ class ClipAnalysis:
     # heard, avstudio.nets.separator.attend at attended_tau): the separator's conditioning
     attended_vectors: Optional[np.ndarray] = None
     attended_tau: float = 0.05
+    # analysed with a sink (``analyze_clip(..., sink=)``): heatmaps, aligned and unaligned went
+    # to the sink batch by batch and are None here; save() completes the sink's .npz
+    sink: Optional[Any] = None
+
+    def small_arrays(self) -> dict[str, np.ndarray]:
+        d = {"times": self.times.astype(np.float64), "frames": self.frame_indices,
+             "visual_vectors": self.visual_vectors.astype(np.float32)}
+        if self.attended_vectors is not None:
+            d["attended_vectors"] = self.attended_vectors.astype(np.float32)
+        return d
 
     def save(self, out_dir: str | Path, extra_summary: Optional[dict] = None) -> Path:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out / "heatmaps.npz", heatmaps=self.heatmaps.astype(np.float32),
-                            times=self.times.astype(np.float64), frames=self.frame_indices,
-                            aligned=self.aligned.astype(np.float32),
-                            unaligned=self.unaligned.astype(np.float32),
-                            visual_vectors=self.visual_vectors.astype(np.float32),
-                            **({} if self.attended_vectors is None else
-                               {"attended_vectors": self.attended_vectors.astype(np.float32)}))
+        if self.heatmaps is None:
+            if self.sink is None:
+                raise AVStudioError("this analysis kept no heatmaps to save")
+            if Path(self.sink.path).resolve() != (out / "heatmaps.npz").resolve():
+                raise AVStudioError(f"the heatmaps were streamed to {self.sink.path}, not into {out}")
+            if not self.sink.done:
+                self.sink.finish(self.small_arrays())
+            heatmap_shape = list(self.sink.shape("heatmaps")[1:])
+        else:
+            np.savez_compressed(out / "heatmaps.npz", heatmaps=self.heatmaps.astype(np.float32),
+                                aligned=self.aligned.astype(np.float32),
+                                unaligned=self.unaligned.astype(np.float32), **self.small_arrays())
+            heatmap_shape = list(self.heatmaps.shape[1:])
         summary = {"video": self.path, "model": self.model, "k": self.k, "fps": self.fps,
                    "frames": int(len(self.times)),
-                   "heatmap_shape": list(self.heatmaps.shape[1:]), "timings": self.timings,
+                   "heatmap_shape": heatmap_shape, "timings": self.timings,
                    "count_prediction": self.count_prediction}
         if extra_summary:
             summary.update(extra_summary)
@@ -251,11 +267,15 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
                  start_frame: int = 0, stop_frame: Optional[int] = None,
                  progress: ProgressFn | None = None, cancel=None,
                  on_batch: Optional[Callable[[np.ndarray, np.ndarray], None]] = None,
-                 threads: Optional[int] = None) -> ClipAnalysis:
+                 threads: Optional[int] = None, sink=None) -> ClipAnalysis:
     """Heatmaps for every frame in [start_frame, stop_frame) of ``path``.
 
     ``k`` = number of sound clusters (None: the counter's estimate, else 1).
     ``on_batch(frame_indices, heatmaps)`` is called as results come (GUI: show them early).
+    ``sink``: an :class:`~avstudio.analysis.npzstream.NpzStreamWriter`; the per-frame maps
+    (``heatmaps``, ``aligned``, ``unaligned``) go to it batch by batch instead of being kept,
+    so memory stays flat however long the clip (``avstudio analyze`` does this); the returned
+    analysis has them as None and ``save()`` completes the sink's file.
     """
     from ..media import VideoReader, iter_audio, probe
 
@@ -330,10 +350,17 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
                 ref = r / np.maximum(np.sqrt((r * r).sum(-1, keepdims=True)), 1e-6)
             A = torch.from_numpy(An).to(A.device)
         loc = av.localize_features(vis, aud, w, k, audio_centers=A)
-        hv = loc.heatmaps.cpu().numpy().astype(np.float16)
-        heat.append(hv)
-        aligned.append(loc.aligned.cpu().numpy().astype(np.float16))
-        unaligned.append(loc.unaligned.cpu().numpy().astype(np.float16))
+        if sink is not None:
+            h32 = loc.heatmaps.cpu().numpy().astype(np.float32)
+            sink.append("heatmaps", h32)
+            sink.append("aligned", loc.aligned.cpu().numpy())
+            sink.append("unaligned", loc.unaligned.cpu().numpy())
+            hv = h32
+        else:
+            hv = loc.heatmaps.cpu().numpy().astype(np.float16)
+            heat.append(hv)
+            aligned.append(loc.aligned.cpu().numpy().astype(np.float16))
+            unaligned.append(loc.unaligned.cpu().numpy().astype(np.float16))
         V = torch.gather(loc.visual_centers, 1, loc.match.unsqueeze(-1).expand(-1, -1, loc.visual_centers.shape[-1]))
         vvecs.append(V.cpu().numpy().astype(np.float32))
         if attend_tau is not None:
@@ -382,10 +409,12 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
                "realtime_factor": (n / fps) / elapsed if elapsed > 0 else None}
     return ClipAnalysis(
         path=str(path), k=k, fps=fps, frame_indices=np.concatenate(idxs), times=np.concatenate(times),
-        heatmaps=_cat32(heat), aligned=_cat32(aligned), unaligned=_cat32(unaligned),
+        heatmaps=None if sink is not None else _cat32(heat),
+        aligned=None if sink is not None else _cat32(aligned),
+        unaligned=None if sink is not None else _cat32(unaligned),
         visual_vectors=_cat32(vvecs), audio_centers=_cat32(acent), timings=timings, model=bundle.name,
         count_prediction=count_pred, attended_vectors=_cat32(attended) if attend_tau is not None else None,
-        attended_tau=float(attend_tau if attend_tau is not None else 0.05))
+        attended_tau=float(attend_tau if attend_tau is not None else 0.05), sink=sink)
 
 
 def _cat32(parts: list) -> np.ndarray:

@@ -34,16 +34,23 @@ def run(args) -> int:
 
     if args.k is not None and not 1 <= args.k <= 6:
         raise AVStudioError("--k must be between 1 and 6")
+    from pathlib import Path
+
+    from ..analysis.npzstream import NpzStreamWriter
+
     bundle = load_model(args.model, device=args.device)
     progress = tqdm_progress(disable=args.quiet)
     try:
-        res = analyze_clip(bundle, args.video, k=args.k, batch=args.batch, progress=progress)
-        extra = {}
-        if bundle.separator is not None and not args.no_stems:
-            from ..analysis.separate import write_stems
+        # the per-frame maps stream to heatmaps.npz as they come: memory stays flat however
+        # long the clip; nothing is left behind if the analysis fails or is interrupted
+        with NpzStreamWriter(Path(args.out) / "heatmaps.npz") as sink:
+            res = analyze_clip(bundle, args.video, k=args.k, batch=args.batch, progress=progress, sink=sink)
+            extra = {}
+            if bundle.separator is not None and not args.no_stems:
+                from ..analysis.separate import write_stems
 
-            extra = write_stems(bundle, args.video, res, args.out, progress=progress)
-        out = res.save(args.out, extra_summary=extra)
+                extra = write_stems(bundle, args.video, res, args.out, progress=progress)
+            out = res.save(args.out, extra_summary=extra)
     finally:
         progress.close()
     print(json.dumps({"out": str(out), "k": res.k, "frames": int(len(res.times)),
