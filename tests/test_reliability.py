@@ -616,34 +616,7 @@ def test_media_corpus_in_the_gui(qtbot, corpus_dir, model, monkeypatch, tmp_path
     """Every corpus file opened in the app (offscreen): it shows the first frame and analyses
     it, or it is refused with one dialog holding one line; the app stays up and the clip that
     was open before a refused file stays usable."""
-    pytest.importorskip("PySide6")
-    pytest.importorskip("pytestqt")
-    from PySide6.QtWidgets import QMessageBox
-
-    from avstudio.gui.main_window import MainWindow
-    from avstudio.gui.qtcompat import install_none_guard
-    from PySide6.QtWidgets import QApplication
-
-    install_none_guard(QApplication.instance())
-    monkeypatch.setenv("AVSTUDIO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("AVSTUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("AVSTUDIO_NO_AUDIO", "1")
-    seen = []
-
-    def rec(kind):
-        def f(parent, title, text, *a, **k):
-            seen.append((kind, title, text))
-            return QMessageBox.StandardButton.Ok
-        return staticmethod(f)
-
-    for kind in ("critical", "warning", "information", "question"):
-        monkeypatch.setattr(QMessageBox, kind, rec(kind))
-    w = MainWindow(model_path=str(model), audio=False, k=2)
-    qtbot.addWidget(w)
-    w.resize(900, 700)
-    w.show()
-    qtbot.waitUntil(lambda: not w.model_loading, timeout=60000)
-    assert w.bundle is not None
+    w, seen = _gui_window(qtbot, model, monkeypatch, tmp_path)
     good = str(made("video only (no audio)", corpus_dir))
     outcomes = {}
     try:
@@ -684,3 +657,58 @@ def test_media_corpus_in_the_gui(qtbot, corpus_dir, model, monkeypatch, tmp_path
         REPORT.setdefault(name, {})["gui"] = what
         REPORT[name]["gui_message"] = msg
     assert set(outcomes) == set(CASES)
+
+
+def _gui_window(qtbot, model, monkeypatch, tmp_path):
+    """The main window (offscreen) with the small model; dialogs recorded in the returned list."""
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pytestqt")
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from avstudio.gui.main_window import MainWindow
+    from avstudio.gui.qtcompat import install_none_guard
+
+    install_none_guard(QApplication.instance())
+    monkeypatch.setenv("AVSTUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AVSTUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setenv("AVSTUDIO_NO_AUDIO", "1")
+    seen = []
+
+    def rec(kind):
+        def f(parent, title, text, *a, **k):
+            seen.append((kind, title, text))
+            return QMessageBox.StandardButton.Ok
+        return staticmethod(f)
+
+    for kind in ("critical", "warning", "information", "question"):
+        monkeypatch.setattr(QMessageBox, kind, rec(kind))
+    w = MainWindow(model_path=str(model), audio=False, k=2)
+    qtbot.addWidget(w)
+    w.resize(900, 700)
+    w.show()
+    qtbot.waitUntil(lambda: not w.model_loading, timeout=60000)
+    assert w.bundle is not None
+    return w, seen
+
+
+@pytest.mark.slow
+def test_one_hour_clip_in_the_gui(qtbot, corpus_dir, model, monkeypatch, tmp_path):
+    """The one-hour clip opens at once, scrubs to its last frame while the analysis runs from
+    the playhead, and closes cleanly mid-analysis."""
+    w, seen = _gui_window(qtbot, model, monkeypatch, tmp_path)
+    try:
+        t = time.perf_counter()
+        assert w.open_file(str(made("one hour (1 fps, 8 kHz PCM, mkv)", corpus_dir)))
+        qtbot.waitUntil(lambda: w.view.last_painted_index == 0, timeout=60000)
+        opened_s = time.perf_counter() - t
+        assert w.frame_count == 3600 and not seen
+        w.seek_frame(3599)
+        qtbot.waitUntil(lambda: w.view.last_painted_index == 3599, timeout=60000)
+        w.seek_frame(1800)
+        qtbot.waitUntil(lambda: w.view.last_painted_index == 1800, timeout=60000)
+        # the analysis follows the playhead: frames around it get heatmaps first
+        qtbot.waitUntil(lambda: w.heat_done is not None and w.heat_done[1800:1832].all(), timeout=120000)
+        REPORT.setdefault("one hour (1 fps, 8 kHz PCM, mkv)", {})["gui"] = f"ok (first frame after {opened_s:.1f} s)"
+    finally:
+        w.shutdown()
+    assert not seen
