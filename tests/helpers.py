@@ -321,3 +321,21 @@ def rss_bytes() -> int:
 
 def frame_indices(frames: Sequence[np.ndarray]) -> list[int]:
     return [decode_index(f) for f in frames]
+
+
+def record_dialogs(monkeypatch) -> list:
+    """Make QMessageBox's static dialogs (critical, warning, information, question) record
+    ``(kind, title, text)`` in the returned list and answer Ok instead of showing."""
+    from PySide6.QtWidgets import QMessageBox
+
+    seen: list = []
+
+    def rec(kind):
+        def f(parent, title, text, *a, **k):
+            seen.append((kind, title, text))
+            return QMessageBox.StandardButton.Ok
+        return staticmethod(f)
+
+    for kind in ("critical", "warning", "information", "question"):
+        monkeypatch.setattr(QMessageBox, kind, rec(kind))
+    return seen

@@ -21,9 +21,9 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
-from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
+from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from helpers import make_random_bytes, make_text, make_video  # noqa: E402
+from helpers import make_random_bytes, make_text, make_video, record_dialogs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 30000  # ms: generous, the machine is shared
@@ -89,17 +89,7 @@ def _isolated(qapp, tmp_path, monkeypatch):
 @pytest.fixture
 def dialogs(monkeypatch):
     """Record QMessageBox calls instead of showing them."""
-    seen = []
-
-    def rec(kind):
-        def f(parent, title, text, *a, **k):
-            seen.append((kind, title, text))
-            return QMessageBox.StandardButton.Ok
-        return staticmethod(f)
-
-    for kind in ("critical", "warning", "information", "question"):
-        monkeypatch.setattr(QMessageBox, kind, rec(kind))
-    return seen
+    return record_dialogs(monkeypatch)
 
 
 def open_window(qtbot, model, **kw):

@@ -26,9 +26,9 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QKeySequence  # noqa: E402
-from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
+from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from helpers import make_random_bytes, make_video  # noqa: E402
+from helpers import make_random_bytes, make_video, record_dialogs  # noqa: E402
 
 WAIT = 60000  # ms: the machine is shared
 
@@ -46,17 +46,7 @@ def _isolated(qapp, tmp_path, monkeypatch):
 
 @pytest.fixture
 def dialogs(monkeypatch):
-    seen = []
-
-    def rec(kind):
-        def f(parent, title, text, *a, **k):
-            seen.append((kind, title, text))
-            return QMessageBox.StandardButton.Ok
-        return staticmethod(f)
-
-    for kind in ("critical", "warning", "information", "question"):
-        monkeypatch.setattr(QMessageBox, kind, rec(kind))
-    return seen
+    return record_dialogs(monkeypatch)
 
 
 @pytest.fixture(scope="module")

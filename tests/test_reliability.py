@@ -173,6 +173,10 @@ CASES = {
     "empty file (0 bytes)": (lambda d: make_empty(d / "empty.mp4"), "refused", "refused"),
     "random bytes named .mp4": (lambda d: make_random_bytes(d / "random.mp4"), "refused", "refused"),
     "text file named .mp4": (lambda d: make_text(d / "text.mp4"), "refused", "refused"),
+    # random bytes that FFmpeg takes for a lyrics (lrc) file, with no stream in it
+    "random bytes FFmpeg opens, with no stream": (
+        lambda d: (d / "no_stream.mp4").write_bytes(random.Random(131).randbytes(2000)) and d / "no_stream.mp4",
+        "refused", "refused"),
     "missing file": (lambda d: d / "does-not-exist.mp4", "refused", "refused"),
     "a directory": (lambda d: (d / "a_dir.mp4").mkdir(exist_ok=True) or d / "a_dir.mp4", "refused", "refused"),
     "truncated at 10%": (lambda d: make_truncated(_plain(d), d / "trunc10.mp4", 0.1), "refused", "refused"),
@@ -663,7 +667,7 @@ def _gui_window(qtbot, model, monkeypatch, tmp_path):
     """The main window (offscreen) with the small model; dialogs recorded in the returned list."""
     pytest.importorskip("PySide6")
     pytest.importorskip("pytestqt")
-    from PySide6.QtWidgets import QApplication, QMessageBox
+    from PySide6.QtWidgets import QApplication
 
     from avstudio.gui.main_window import MainWindow
     from avstudio.gui.qtcompat import install_none_guard
@@ -672,16 +676,9 @@ def _gui_window(qtbot, model, monkeypatch, tmp_path):
     monkeypatch.setenv("AVSTUDIO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("AVSTUDIO_SETTINGS", str(tmp_path / "settings.ini"))
     monkeypatch.setenv("AVSTUDIO_NO_AUDIO", "1")
-    seen = []
+    from helpers import record_dialogs
 
-    def rec(kind):
-        def f(parent, title, text, *a, **k):
-            seen.append((kind, title, text))
-            return QMessageBox.StandardButton.Ok
-        return staticmethod(f)
-
-    for kind in ("critical", "warning", "information", "question"):
-        monkeypatch.setattr(QMessageBox, kind, rec(kind))
+    seen = record_dialogs(monkeypatch)
     w = MainWindow(model_path=str(model), audio=False, k=2)
     qtbot.addWidget(w)
     w.resize(900, 700)

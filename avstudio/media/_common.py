@@ -62,8 +62,10 @@ def open_input(path) -> "av.container.InputContainer":
     except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as exc:
         raise MediaError(f"{show(p)} cannot be opened as media: {reason(exc)}") from None
     if not container.streams.video and not container.streams.audio:
+        fmt = getattr(getattr(container, "format", None), "name", None)
         container.close()
-        raise MediaError(f"{show(p)} has no video or audio stream")
+        raise MediaError(f"{show(p)} has no video or audio stream: not a media file AV Studio can use"
+                         + (f" (FFmpeg read it as {fmt!r} and found nothing to decode)" if fmt else ""))
     return container
 
 
