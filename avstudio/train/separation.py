@@ -55,7 +55,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import AVStudioError, Cancelled, CheckpointError, DataError
-from ..nets.checkpoint import (card_path, component_tensors, load_model, load_state, load_tensors,
+from .resume import finished_run, load_checkpoint, trim_history
+from ..nets.checkpoint import (card_path, component_tensors, load_model,
                                save_tensors)
 from ..nets.kmeans import best_matching, normalize
 from ..nets.separator import Separator, SeparatorConfig
@@ -614,34 +615,19 @@ class SeparatorTrainer:
         elapsed_before = 0.0
         stages_done: list[dict] = []
         opt_state = None
-        run_json = self.run_dir / "run.json"
-        if run_json.exists():
-            try:
-                old = json.loads(run_json.read_text())
-            except (OSError, json.JSONDecodeError):
-                old = {}
-            if old and not self._compatible(old):
-                raise DataError(f"{self.run_dir} holds a run with other settings; use a new --out folder")
-            if old.get("status") == "done" and final.exists():
-                emit(self.progress, "train-separator", 1, 1, "already finished")
-                hp = self.run_dir / "history.jsonl"
-                hist = [json.loads(x) for x in hp.read_text().splitlines() if x.strip()] if hp.exists() else []
-                return SepTrainResult(self.run_dir, final, hist, already_done=True)
+        hist = finished_run(self.run_dir, self._compatible, final)
+        if hist is not None:
+            emit(self.progress, "train-separator", 1, 1, "already finished")
+            return SepTrainResult(self.run_dir, final, hist, already_done=True)
         if self.ckpt_path.exists():
-            tensors, card = load_tensors(self.ckpt_path, embedded_card=True)
-            load_state(self.model, tensors, "sep.", str(self.ckpt_path))
-            ck = card["checkpoint"]
+            tensors, card, ck = load_checkpoint(self.ckpt_path, {"sep.": self.model})
             start_stage, start_epoch = ck["stage_index"], ck["epoch"] + 1
             elapsed_before = float(ck.get("elapsed_s", 0.0))
             stages_done = card.get("stages", [])
             opt_state = (tensors, ck["optimizer"])
             resumed = True
-            hp = self.run_dir / "history.jsonl"
-            if hp.exists():
-                lines = [json.loads(x) for x in hp.read_text().splitlines() if x.strip()]
-                mark = (ck["stage_index"], ck["epoch"])
-                self.history = [e for e in lines if (e["stage_index"], e["epoch"]) <= mark]
-                hp.write_text("".join(json.dumps(e) + "\n" for e in self.history))
+            mark = (ck["stage_index"], ck["epoch"])
+            self.history = trim_history(self.run_dir, lambda e: (e["stage_index"], e["epoch"]) <= mark)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_run_json("running")
         t0 = time.time() - elapsed_before

@@ -36,7 +36,8 @@ import torch
 from ..data.clips import ClipWindows, augment_frames, collate_windows
 from ..data.lazy_manifest import count_values, is_lazy, labelled_rows, present_counts, rows_with_count
 from ..errors import Cancelled, CheckpointError, DataError
-from ..nets.checkpoint import (component_tensors, load_model, load_state, load_tensors,
+from .resume import finished_run, load_checkpoint, trim_history
+from ..nets.checkpoint import (component_tensors, load_model,
                                save_tensors)
 from ..nets.config import AVConfig, CounterConfig
 from ..nets.counter import Counter, rate_to_count
@@ -285,41 +286,24 @@ class Trainer:
         elapsed_before = 0.0
         stages_done: list[dict] = []
         opt_state = None
-        run_json = self.run_dir / "run.json"
-        if run_json.exists():
-            try:
-                old = json.loads(run_json.read_text())
-            except (OSError, json.JSONDecodeError):
-                old = {}
-            if old and not self._compatible(old):
-                raise DataError(f"{self.run_dir} holds a run with other settings; use a new --out folder")
-            if old.get("status") == "done" and final.exists():
-                emit(self.progress, "train", 1, 1, "already finished")
-                hist = []
-                hp = self.run_dir / "history.jsonl"
-                if hp.exists():
-                    hist = [json.loads(line) for line in hp.read_text().splitlines() if line.strip()]
-                return TrainResult(self.run_dir, final, hist, already_done=True)
+        hist = finished_run(self.run_dir, self._compatible, final)
+        if hist is not None:
+            emit(self.progress, "train", 1, 1, "already finished")
+            return TrainResult(self.run_dir, final, hist, already_done=True)
         if self.ckpt_path.exists():
-            tensors, card = load_tensors(self.ckpt_path, embedded_card=True)
-            load_state(self.model, tensors, "av.", str(self.ckpt_path))
-            load_state(self.counter, tensors, "counter.", str(self.ckpt_path))
-            ck = card["checkpoint"]
+            tensors, card, ck = load_checkpoint(self.ckpt_path, {"av.": self.model, "counter.": self.counter})
             phase = ck["phase"]
             start_stage, start_epoch = ck["stage_index"], ck["epoch"] + 1
             elapsed_before = float(ck.get("elapsed_s", 0.0))
             stages_done = card.get("stages", [])
             opt_state = (tensors, ck["optimizer"])
             resumed = True
-            hp = self.run_dir / "history.jsonl"
-            if hp.exists() and self.dist.is_main:
-                lines = [json.loads(x) for x in hp.read_text().splitlines() if x.strip()]
+            if self.dist.is_main:
                 # drop entries of the epoch that was interrupted after its log line
                 order = {"stages": 0, "counter": 1}
                 mark = (order[phase], ck["stage_index"], ck["epoch"])
-                self.history = [e for e in lines
-                                if (order[e["phase"]], e["stage_index"], e["epoch"]) <= mark]
-                hp.write_text("".join(json.dumps(e) + "\n" for e in self.history))
+                self.history = trim_history(
+                    self.run_dir, lambda e: (order[e["phase"]], e["stage_index"], e["epoch"]) <= mark)
         # every rank has read the run folder (and resumes at the same point) before rank 0 rewrites it
         D.check_same([phase, start_stage, start_epoch, len(self.rows)], self.dist, "resume point or clip count")
         self.run_dir.mkdir(parents=True, exist_ok=True)
