@@ -607,7 +607,9 @@ t = time.perf_counter()
 with tempfile.TemporaryDirectory(prefix='avstudio-mem-') as out_dir:
     # what `avstudio analyze` does: the per-frame maps stream to heatmaps.npz as they come
     with NpzStreamWriter(os.path.join(out_dir, 'heatmaps.npz')) as sink:
-        res = analyze_clip(b, sys.argv[2], k=int(sys.argv[3]), on_batch=on_batch, sink=sink)
+        res = analyze_clip(b, sys.argv[2], k=int(sys.argv[3]), on_batch=on_batch, sink=sink,
+                           progress=lambda ev: print('AVSTUDIO-PROG %d %d' % (ev.done, ev.total or 0),
+                                                     file=sys.stderr, flush=True))
         streamed = sink.nbytes_streamed()
         res.save(out_dir)
     npz_bytes = os.path.getsize(os.path.join(out_dir, 'heatmaps.npz'))
@@ -640,44 +642,62 @@ def _proc_rss(pid: int) -> int:
     return 0
 
 
-def measure_analysis_memory(model_path: str, video, k: int = 2, timeout: float = 3600) -> dict[str, Any]:
+def measure_analysis_memory(model_path: str, video, k: int = 2, timeout: float = 3600,
+                            progress=None, label: str = "") -> dict[str, Any]:
     """Analyse ``video`` in a child process; peak RSS from the child's VmHWM (its own peak: the
-    ru_maxrss of a forked child starts at the parent's RSS) and from /proc polling."""
+    ru_maxrss of a forked child starts at the parent's RSS) and from /proc polling. The child's
+    progress (frames done) goes to ``progress`` as task ``memory <label>``."""
+    from .progress import emit
+
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     p = subprocess.Popen([sys.executable, "-c", _MEM_CHILD, str(model_path), str(video), str(k)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
     polled = 0
-    box: dict[str, str] = {}
+    box: dict[str, Any] = {"err": []}
+    task = f"memory {label}".strip()
 
-    def reader():
-        out, err = p.communicate()
-        box["out"], box["err"] = out, err
+    def read_out():
+        box["out"] = p.stdout.read()
 
-    th = threading.Thread(target=reader, daemon=True)
-    th.start()
+    def read_err():
+        for line in p.stderr:
+            if line.startswith("AVSTUDIO-PROG "):
+                try:
+                    done, total = (int(x) for x in line.split()[1:3])
+                except ValueError:
+                    continue
+                emit(progress, task, done, total or None)
+            elif line.strip():
+                box["err"].append(line.rstrip())
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (read_out, read_err)]
+    for th in threads:
+        th.start()
     t0 = time.perf_counter()
-    while th.is_alive():
+    while p.poll() is None:
         polled = max(polled, _proc_rss(p.pid))
         if time.perf_counter() - t0 > timeout:
             p.kill()
-            th.join()
+            p.wait()
             return {"error": f"did not finish in {timeout:.0f} s"}
-        th.join(0.05)
-    for line in box.get("out", "").splitlines():
+        time.sleep(0.05)
+    for th in threads:
+        th.join(10)
+    for line in (box.get("out") or "").splitlines():
         if line.startswith("AVSTUDIO-MEM "):
             d = json.loads(line.split(" ", 1)[1])
             d["peak_polled"] = polled
             return d
-    err = [x for x in box.get("err", "").splitlines() if x.strip()]
+    err = box["err"]
     return {"error": err[-1] if err else f"exit status {p.returncode}"}
 
 
-def bench_memory(model_path: str, clips: dict[str, Path], k: int = 2) -> dict[str, Any]:
+def bench_memory(model_path: str, clips: dict[str, Path], k: int = 2, progress=None) -> dict[str, Any]:
     runs = {}
     for label, path in clips.items():
-        runs[label] = measure_analysis_memory(model_path, path, k)
+        runs[label] = measure_analysis_memory(model_path, path, k, progress=progress, label=label)
     ok = [r for r in runs.values() if "error" not in r]
     res: dict[str, Any] = {"available": len(ok) == len(runs) and len(ok) >= 2, "runs": {}, "growth_mb": None,
                            "output_growth_mb": None, "flat": None}
@@ -710,8 +730,9 @@ def bench_memory(model_path: str, clips: dict[str, Path], k: int = 2) -> dict[st
 
 def run_bench(scale: str = "full", model: Optional[str] = None, device: str = "cpu",
               say: Optional[Callable[[str], None]] = None, workdir: Optional[str] = None,
-              sections: Optional[set[str]] = None) -> dict[str, Any]:
-    """Run the whole benchmark; returns a JSON-able dict with every key of REQUIRED_KEYS."""
+              sections: Optional[set[str]] = None, progress=None) -> dict[str, Any]:
+    """Run the whole benchmark; returns a JSON-able dict with every key of REQUIRED_KEYS.
+    ``progress``: where the long parts (the long clips' analysis) report how far they are."""
     import torch
 
     if scale not in SCALES:
@@ -813,7 +834,7 @@ def run_bench(scale: str = "full", model: Optional[str] = None, device: str = "c
                 repeat_clip(seg, p, reps)
                 long[f"{minutes:g} min"] = p
             _log(say, "memory: analysing " + ", ".join(long) + " clips in child processes")
-            res["memory"] = bench_memory(model_path, long)
+            res["memory"] = bench_memory(model_path, long, progress=progress)
             res["memory"]["size"] = [W, H]
             _log(say, f"memory: growth {res['memory'].get('growth_mb')} MB "
                       f"(outputs {res['memory'].get('output_growth_mb')} MB), flat={res['memory'].get('flat')}")

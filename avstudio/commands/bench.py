@@ -59,7 +59,14 @@ def run(args) -> int:
         if not args.quiet:
             print(f"[bench] {text}", file=sys.stderr, flush=True)
 
-    res = run_bench(scale=scale, model=args.model, device=args.device, say=say, sections=sections)
+    from ..progress import tqdm_progress
+
+    progress = tqdm_progress(disable=args.quiet)
+    try:
+        res = run_bench(scale=scale, model=args.model, device=args.device, say=say, sections=sections,
+                        progress=progress)
+    finally:
+        progress.close()
     print(format_table(res))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
