@@ -28,6 +28,31 @@ shipped|all)
   train --manifest data/train/manifest.csv --out runs/main2 --stages 1,2,3 --epochs 20,12,6 \
         --counter-epochs 4 --val-data data/val --seed 0
   ev runs/main2/model.safetensors runs/eval/main2.json
+  # shipped: the encoders at the end of stage C2, the counter refitted on them (600 clips), then
+  # fitted again on 1800 labelled clips (the training clips + 1200 more of another seed)
+  train --manifest data/train/manifest.csv --out runs/ship --init runs/main2/stages/C2.safetensors \
+        --stages 1,2 --epochs 0 --counter-epochs 8 --seed 0
+  syn data/train_more --clips 1200 --sources 1,2,3,4 --seed 21
+  python - <<'PY'
+import csv
+rows = []
+for d in ("train", "train_more"):
+    with open(f"data/{d}/manifest.csv") as fh:
+        r = csv.DictReader(fh)
+        fields = r.fieldnames
+        for row in r:
+            row["path"] = f"../{d}/{row['path']}"
+            rows.append(row)
+import os
+os.makedirs("data/counter_train", exist_ok=True)
+with open("data/counter_train/manifest.csv", "w", newline="") as fh:
+    w = csv.DictWriter(fh, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+PY
+  train --manifest data/counter_train/manifest.csv --out runs/counter3 --init runs/ship/model.safetensors \
+        --stages 1,2 --epochs 0 --counter-epochs 6 --seed 0
+  ev runs/counter3/model.safetensors runs/eval/counter3.json
   ;;
 esac
 
