@@ -416,7 +416,6 @@ class Trainer:
                      deadline: Optional[float]) -> dict:
         mixed = k == 0
         rows = [r for r in self.rows if r.count in self._mixed_levels] if mixed else rows_with_count(self.rows, k)
-        ds = self._cached_dataset(rows, k)
         gather = self.dist.enabled and self.tcfg.gather_negatives
         if self.dist.enabled:  # batch norm over the global batch (SyncBatchNorm / GlobalBatchNorm)
             self.model = D.sync_batchnorm(self.model, self.device)
@@ -433,6 +432,9 @@ class Trainer:
         epochs = self.stage_epochs(si) * (len(self._mixed_levels) if mixed else 1)
         if mixed:  # as many steps as the curriculum: each level's clips seen as often
             steps = max(1, math.ceil(steps / len(self._mixed_levels)))
+        # a stage with no epoch left to run (``--epochs 0`` to refit the counter only, or resumed
+        # after its last epoch) does not decode its clips
+        ds = self._cached_dataset(rows, k) if ep0 < epochs else None
         total = steps * epochs
         task = "train:mixed" if mixed else f"train:C{k}"
         last = {"loss": float("nan"), "acc": float("nan")}
