@@ -339,3 +339,14 @@ def record_dialogs(monkeypatch) -> list:
     for kind in ("critical", "warning", "information", "question"):
         monkeypatch.setattr(QMessageBox, kind, rec(kind))
     return seen
+
+
+def isolate_gui(qapp, tmp_path, monkeypatch) -> None:
+    """An app test's own analysis cache and settings file, no sound device, and the guard
+    against PySide6 6.12.0's refcount bug."""
+    from avstudio.gui.qtcompat import install_none_guard
+
+    install_none_guard(qapp)
+    monkeypatch.setenv("AVSTUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AVSTUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setenv("AVSTUDIO_NO_AUDIO", "1")

@@ -23,7 +23,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from helpers import make_random_bytes, make_text, make_video, record_dialogs  # noqa: E402
+from helpers import isolate_gui, make_random_bytes, make_text, make_video, record_dialogs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 30000  # ms: generous, the machine is shared
@@ -78,12 +78,7 @@ def assets(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _isolated(qapp, tmp_path, monkeypatch):
-    from avstudio.gui.qtcompat import install_none_guard
-
-    install_none_guard(qapp)
-    monkeypatch.setenv("AVSTUDIO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("AVSTUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("AVSTUDIO_NO_AUDIO", "1")
+    isolate_gui(qapp, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -671,3 +666,18 @@ def test_variable_frame_rate_slots_get_the_heatmaps_of_the_frame_shown_there():
     assert f.audio_centers.shape == (6, 2, 8)
     same = HeatmapData(k=2, frames=np.array([3, 4, 5]), times=np.zeros(3), heatmaps=hm)
     assert fill_slots(same, 3, 6) is same  # a constant-rate chunk is left as it is
+
+
+def test_cache_keeps_the_separators_conditioning(tmp_path, assets):
+    """The attended vectors travel through chunks and consolidation, so the app's stems need
+    no second pass over the frames."""
+    from avstudio.analysis.cache import AnalysisCache, HeatmapData
+
+    c = AnalysisCache(assets["clip"], "m", root=tmp_path)
+    att = np.random.default_rng(0).random((6, 2, 8)).astype(np.float32)
+    for a in (0, 3):
+        c.save_chunk(HeatmapData(k=2, frames=np.arange(a, a + 3), times=np.arange(a, a + 3) / 25.0,
+                                 heatmaps=np.zeros((3, 2, 4, 4), np.float32), attended_vectors=att[a:a + 3]))
+    assert np.array_equal(c.load(2).attended_vectors, att)
+    c.consolidate(2)
+    assert np.array_equal(c.load(2).attended_vectors, att)

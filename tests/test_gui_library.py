@@ -28,19 +28,14 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QKeySequence  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from helpers import make_random_bytes, make_video, record_dialogs  # noqa: E402
+from helpers import isolate_gui, make_random_bytes, make_video, record_dialogs  # noqa: E402
 
 WAIT = 60000  # ms: the machine is shared
 
 
 @pytest.fixture(autouse=True)
 def _isolated(qapp, tmp_path, monkeypatch):
-    from avstudio.gui.qtcompat import install_none_guard
-
-    install_none_guard(qapp)
-    monkeypatch.setenv("AVSTUDIO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("AVSTUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("AVSTUDIO_NO_AUDIO", "1")
+    isolate_gui(qapp, tmp_path, monkeypatch)
     monkeypatch.setenv("AVSTUDIO_WHO", "tester")
 
 

@@ -670,14 +670,9 @@ def _gui_window(qtbot, model, monkeypatch, tmp_path):
     from PySide6.QtWidgets import QApplication
 
     from avstudio.gui.main_window import MainWindow
-    from avstudio.gui.qtcompat import install_none_guard
+    from helpers import isolate_gui, record_dialogs
 
-    install_none_guard(QApplication.instance())
-    monkeypatch.setenv("AVSTUDIO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("AVSTUDIO_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("AVSTUDIO_NO_AUDIO", "1")
-    from helpers import record_dialogs
-
+    isolate_gui(QApplication.instance(), tmp_path, monkeypatch)
     seen = record_dialogs(monkeypatch)
     w = MainWindow(model_path=str(model), audio=False, k=2)
     qtbot.addWidget(w)

@@ -121,6 +121,31 @@ class HeatmapData:
     unaligned: Optional[np.ndarray] = None  # [T, h, w]
     visual_vectors: Optional[np.ndarray] = None  # [T, k, D]
     audio_centers: Optional[np.ndarray] = None  # [T, k, D]
+    attended_vectors: Optional[np.ndarray] = None  # [T, k, D] the separator's conditioning
+
+    #: the per-frame arrays besides heatmaps that a record may hold, and whether each is a
+    #: map (stored as float16 in the cache) or a vector (float32)
+    OPTIONAL = {"aligned": "map", "unaligned": "map", "visual_vectors": "vector",
+                "audio_centers": "vector", "attended_vectors": "vector"}
+
+    def arrays(self, maps_dtype=np.float16) -> dict[str, np.ndarray]:
+        """Every array of the record by name, maps as ``maps_dtype``, vectors as float32."""
+        out = {"heatmaps": self.heatmaps.astype(maps_dtype), "times": np.asarray(self.times, np.float64),
+               "frames": np.asarray(self.frames, np.int64)}
+        for name, kind in self.OPTIONAL.items():
+            v = getattr(self, name)
+            if v is not None:
+                out[name] = v.astype(maps_dtype if kind == "map" else np.float32)
+        return out
+
+    def select(self, index: np.ndarray, frames: np.ndarray) -> "HeatmapData":
+        """The records at positions ``index`` (with repeats), renumbered as ``frames``."""
+        out = HeatmapData(k=self.k, frames=np.asarray(frames, np.int64), times=np.asarray(self.times)[index],
+                          heatmaps=np.asarray(self.heatmaps)[index])
+        for name in self.OPTIONAL:
+            v = getattr(self, name)
+            setattr(out, name, None if v is None else np.asarray(v)[index])
+        return out
 
     def __len__(self) -> int:
         return int(len(self.frames))
@@ -150,7 +175,7 @@ class HeatmapData:
         sel = order[keep]
         out = HeatmapData(k=k, frames=frames[keep], times=np.concatenate([p.times for p in parts])[sel],
                           heatmaps=np.concatenate([p.heatmaps for p in parts])[sel])
-        for name in ("aligned", "unaligned", "visual_vectors", "audio_centers"):
+        for name in HeatmapData.OPTIONAL:
             a = cat(name)
             setattr(out, name, a[sel] if a is not None else None)
         return out
@@ -158,14 +183,8 @@ class HeatmapData:
     def to_npz(self, path: str | os.PathLike, float32: bool = True) -> Path:
         """Write the analysis contract layout: ``heatmaps`` [T,K,h,w] float32 0..1, ``times``
         float64 [T], plus ``frames`` and whatever else is known."""
-        arrays = {"heatmaps": self.heatmaps.astype(np.float32 if float32 else self.heatmaps.dtype),
-                  "times": self.times.astype(np.float64), "frames": self.frames.astype(np.int64)}
-        for name in ("aligned", "unaligned", "visual_vectors", "audio_centers"):
-            a = getattr(self, name)
-            if a is not None:
-                arrays[name] = a.astype(np.float32)
         p = Path(os.fspath(path))
-        _save_npz(p, **arrays)
+        _save_npz(p, **self.arrays(np.float32 if float32 else self.heatmaps.dtype))
         return p
 
 
@@ -178,7 +197,7 @@ def _load_npz(path: Path, k_expected: Optional[int] = None) -> Optional[HeatmapD
             frames = z["frames"].astype(np.int64) if "frames" in z else np.arange(len(hm))
             times = z["times"].astype(np.float64)
             d = HeatmapData(k=int(hm.shape[1]), frames=frames, times=times, heatmaps=hm)
-            for name in ("aligned", "unaligned", "visual_vectors", "audio_centers"):
+            for name in HeatmapData.OPTIONAL:
                 if name in z:
                     setattr(d, name, z[name])
     except (OSError, ValueError, KeyError, EOFError, Exception):  # corrupt entry: recompute
@@ -242,18 +261,8 @@ class AnalysisCache:
             raise ValueError("empty chunk")
         a, b = int(data.frames.min()), int(data.frames.max()) + 1
         p = self.k_dir(data.k) / "chunks" / f"{a:08d}-{b:08d}.npz"
-        arrays = {"heatmaps": data.heatmaps.astype(np.float16), "times": data.times.astype(np.float64),
-                  "frames": data.frames.astype(np.int64)}
-        for name in ("aligned", "unaligned"):
-            v = getattr(data, name)
-            if v is not None:
-                arrays[name] = v.astype(np.float16)
-        for name in ("visual_vectors", "audio_centers"):
-            v = getattr(data, name)
-            if v is not None:
-                arrays[name] = v.astype(np.float32)
         with self._lock:
-            _save_npz(p, **arrays)
+            _save_npz(p, **data.arrays())
             if not self.meta():
                 self.update_meta()
         return p
@@ -284,17 +293,7 @@ class AnalysisCache:
                 return None
             kd = self.k_dir(k)
             p = kd / "heatmaps.npz"
-            arrays = {"heatmaps": d.heatmaps.astype(np.float16), "times": d.times,
-                      "frames": d.frames}
-            for name in ("aligned", "unaligned"):
-                v = getattr(d, name)
-                if v is not None:
-                    arrays[name] = v.astype(np.float16)
-            for name in ("visual_vectors", "audio_centers"):
-                v = getattr(d, name)
-                if v is not None:
-                    arrays[name] = v.astype(np.float32)
-            _save_npz(p, **arrays)
+            _save_npz(p, **d.arrays())
             shutil.rmtree(kd / "chunks", ignore_errors=True)
             return p
 

@@ -26,8 +26,9 @@ class NpzStreamWriter:
     ``finish(small_arrays)`` writes ``path``; ``abort()`` (or an exception inside ``with``)
     removes the temporary files."""
 
-    def __init__(self, path: str | os.PathLike, dtype=np.float32):
+    def __init__(self, path: str | os.PathLike, dtype=np.float32, progress=None):
         self.path = Path(path)
+        self.progress = progress  # finish() reports the bytes written as task "write"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.dtype = np.dtype(dtype)
         self._files: dict[str, tuple[Path, object]] = {}
@@ -68,7 +69,10 @@ class NpzStreamWriter:
         """Write the archive: the streamed arrays plus ``arrays`` (small, given whole)."""
         for _, fh in self._files.values():
             fh.close()
+        from ..progress import emit
+
         tmp = self.path.with_name(self.path.name + ".tmp")
+        total_mb, written = max(1, -(-self.nbytes_streamed() // 2**20)), 0
         try:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
                 for name, (part, _) in self._files.items():
@@ -81,10 +85,14 @@ class NpzStreamWriter:
                             if not buf:
                                 break
                             out.write(buf)
+                            written += len(buf)
+                            emit(self.progress, "write MB", min(total_mb, written // 2**20), total_mb,
+                                 self.path.name)
                 for name, arr in (arrays or {}).items():
                     with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
                         np.lib.format.write_array(out, np.asanyarray(arr), allow_pickle=False)
             os.replace(tmp, self.path)
+            emit(self.progress, "write MB", total_mb, total_mb, self.path.name)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

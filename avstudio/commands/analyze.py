@@ -43,7 +43,7 @@ def run(args) -> int:
     try:
         # the per-frame maps stream to heatmaps.npz as they come: memory stays flat however
         # long the clip; nothing is left behind if the analysis fails or is interrupted
-        with NpzStreamWriter(Path(args.out) / "heatmaps.npz") as sink:
+        with NpzStreamWriter(Path(args.out) / "heatmaps.npz", progress=progress) as sink:
             res = analyze_clip(bundle, args.video, k=args.k, batch=args.batch, progress=progress, sink=sink)
             extra = {}
             if bundle.separator is not None and not args.no_stems:

@@ -212,8 +212,6 @@ def fill_slots(data: HeatmapData, start: int, stop: int) -> HeatmapData:
     them (the reader's ``frame(i)`` does so). Those slots get that frame's heatmaps (a slot
     before the chunk's first decoded frame gets the first one); a constant-rate clip is
     returned as it is."""
-    from ..analysis.cache import HeatmapData
-
     fr = np.asarray(data.frames, np.int64)
     if len(fr) == 0 or stop <= start:
         return data
@@ -226,15 +224,7 @@ def fill_slots(data: HeatmapData, start: int, stop: int) -> HeatmapData:
     order = np.concatenate([src, extra])
     frames = np.concatenate([slots, fr[extra]])
     srt = np.argsort(frames, kind="stable")
-    order, frames = order[srt], frames[srt]
-
-    def pick(a):
-        return None if a is None else np.asarray(a)[order]
-
-    return HeatmapData(k=data.k, frames=frames, times=np.asarray(data.times)[order],
-                       heatmaps=pick(data.heatmaps), aligned=pick(data.aligned),
-                       unaligned=pick(data.unaligned), visual_vectors=pick(data.visual_vectors),
-                       audio_centers=pick(data.audio_centers))
+    return data.select(order[srt], frames[srt])
 
 
 # ------------------------------------------------------------------------ separation adapter
@@ -465,7 +455,8 @@ class AnalysisScheduler(QThread):
                 self._current = None
             data = HeatmapData(k=k, frames=res.frame_indices.astype(np.int64), times=res.times,
                                heatmaps=res.heatmaps, aligned=res.aligned, unaligned=res.unaligned,
-                               visual_vectors=res.visual_vectors, audio_centers=res.audio_centers)
+                               visual_vectors=res.visual_vectors, audio_centers=res.audio_centers,
+                               attended_vectors=res.attended_vectors)
             data = fill_slots(data, a2, min(b, self.frame_count))
             ref = self._order_clusters(data, ref)
             self.cache.save_chunk(data)

@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHeaderView, QTableWidget, QTableWidgetItem,
                                QVBoxLayout)
+
+
+def make_action(window, name: str, text: str, slot, keys=(), tip: str = "", icon=None,
+                checkable: bool = False) -> QAction:
+    """A window-wide QAction named ``name`` (tests trigger it by name; Help > Keyboard lists its
+    ``keys``), added to ``window`` so its shortcuts work whatever widget has the focus."""
+    a = QAction(text, window)
+    a.setObjectName(name)
+    if keys:
+        a.setShortcuts([QKeySequence(k) for k in keys])
+        a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    if tip:
+        a.setToolTip(tip + (f" ({', '.join(keys)})" if keys else ""))
+        a.setStatusTip(tip)
+    if icon is not None:
+        a.setIcon(icon)
+    a.setCheckable(checkable)
+    if checkable:
+        a.toggled.connect(slot)
+    else:
+        a.triggered.connect(lambda _checked=False: slot())
+    window.addAction(a)
+    return a
 
 
 def shortcut_rows(window, only: set[str] | None = None) -> list[tuple[str, str, str]]:

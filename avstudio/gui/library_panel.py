@@ -470,24 +470,13 @@ class LibraryPanel(QWidget):
 
     # ======================================================================== actions
     def _make_actions(self) -> None:
+        from .keys import make_action
+
         self.actions_by_name: dict[str, QAction] = {}
         win = self.win
 
         def A(name, text, slot, keys=(), tip="", checkable=False) -> QAction:
-            a = QAction(text, win)
-            a.setObjectName(name)
-            if keys:
-                a.setShortcuts([QKeySequence(k) for k in keys])
-                a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            if tip:
-                a.setToolTip(tip + (f" ({', '.join(keys)})" if keys else ""))
-                a.setStatusTip(tip)
-            a.setCheckable(checkable)
-            if checkable:
-                a.toggled.connect(slot)
-            else:
-                a.triggered.connect(lambda _c=False: slot())
-            win.addAction(a)
+            a = make_action(win, name, text, slot, keys, tip, checkable=checkable)
             self.actions_by_name[name] = a
             return a
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QIcon
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
                                QProgressDialog, QStyle, QVBoxLayout, QWidget)
 
@@ -234,22 +234,9 @@ class MainWindow(QMainWindow):
     # ======================================================================== actions / menus
     def _act(self, name: str, text: str, slot, keys=(), tip: str = "", icon: Optional[QIcon] = None,
              checkable: bool = False) -> QAction:
-        a = QAction(text, self)
-        a.setObjectName(name)
-        if keys:
-            a.setShortcuts([QKeySequence(k) for k in keys])
-            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        if tip:
-            a.setToolTip(tip + (f" ({', '.join(keys)})" if keys else ""))
-            a.setStatusTip(tip)
-        if icon is not None:
-            a.setIcon(icon)
-        a.setCheckable(checkable)
-        if checkable:
-            a.toggled.connect(slot)
-        else:
-            a.triggered.connect(lambda _checked=False: slot())
-        self.addAction(a)
+        from .keys import make_action
+
+        a = make_action(self, name, text, slot, keys, tip, icon, checkable)
         self.actions_by_name[name] = a
         return a
 
@@ -536,6 +523,15 @@ class MainWindow(QMainWindow):
         self.clipOpened.emit(path)
         return True
 
+    def _stop_frame_workers(self) -> None:
+        """Stop the clip's frame server and proxy builder threads (closing a clip, quitting)."""
+        if self.frame_server is not None:
+            self.frame_server.stop()
+            self.frame_server = None
+        if self.proxy_builder is not None:
+            self.proxy_builder.stop()
+            self.proxy_builder = None
+
     def _close_clip(self) -> None:
         self.pause()
         self._stop_analysis()
@@ -544,12 +540,7 @@ class MainWindow(QMainWindow):
             if j is not None:
                 j.cancel()
                 j.wait(5000)
-        if self.frame_server is not None:
-            self.frame_server.stop()
-            self.frame_server = None
-        if self.proxy_builder is not None:
-            self.proxy_builder.stop()
-            self.proxy_builder = None
+        self._stop_frame_workers()
         self.proxies.clear()
         self.frame_cache.clear()
         self._overlay_lru.clear()
@@ -1443,12 +1434,7 @@ class MainWindow(QMainWindow):
         except Exception:
             pass
         self._stop_analysis()
-        if self.frame_server is not None:
-            self.frame_server.stop()
-            self.frame_server = None
-        if self.proxy_builder is not None:
-            self.proxy_builder.stop()
-            self.proxy_builder = None
+        self._stop_frame_workers()
         for j in list(self.jobs.values()):
             j.cancel()
         for j in list(self.jobs.values()):
