@@ -183,9 +183,10 @@ def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix
 class ModelBundle:
     """Everything a MODEL path provides. Components that the files lack are None."""
 
-    av: Any = None  # AVModel
+    av: Any = None  # AVModel (the clustering-alignment localizer)
     counter: Any = None  # Counter
     separator: Any = None  # separation network (see avstudio.nets.separator)
+    avin: Any = None  # AVINModel (the Induction Network: one heatmap per frame, no clusters)
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # component -> card
     paths: dict[str, str] = field(default_factory=dict)  # component -> file
     name: str = ""
@@ -193,14 +194,29 @@ class ModelBundle:
     def card(self, component: str = "av") -> dict[str, Any]:
         return self.cards.get(component, {})
 
+    @property
+    def kind(self) -> str:
+        """Which localizer the model holds: "hsa" (the clustering-alignment model), "avin"
+        (the Induction Network) or "" (none, e.g. a separator alone)."""
+        if self.av is not None:
+            return "hsa"
+        if self.avin is not None:
+            return "avin"
+        return ""
+
+    @property
+    def localizer(self) -> Any:
+        """The localizing network, whichever kind it is (None if the files hold none)."""
+        return self.av if self.av is not None else self.avin
+
     def to(self, device: str | torch.device) -> "ModelBundle":
-        for m in (self.av, self.counter, self.separator):
+        for m in (self.av, self.counter, self.separator, self.avin):
             if m is not None:
                 m.to(device)
         return self
 
     def eval(self) -> "ModelBundle":
-        for m in (self.av, self.counter, self.separator):
+        for m in (self.av, self.counter, self.separator, self.avin):
             if m is not None:
                 m.eval()
         return self
@@ -227,13 +243,15 @@ def register_component(name: str, builder) -> None:
 
 
 def _builtin_builders() -> None:
-    if "av" in _BUILDERS and "counter" in _BUILDERS:  # (a plug-in may have registered first)
+    if "av" in _BUILDERS and "counter" in _BUILDERS and "avin" in _BUILDERS:  # (a plug-in may have registered first)
         return
+    from .avin import AVINConfig, AVINModel
     from .config import AVConfig, CounterConfig
     from .counter import Counter
     from .model import AVModel
 
     register_component("av", lambda cfg, comps: AVModel(AVConfig.from_dict(cfg)))
+    register_component("avin", lambda cfg, comps: AVINModel(AVINConfig.from_dict(cfg)))
     register_component("counter", lambda cfg, comps: Counter(
         CounterConfig.from_dict(cfg), AVConfig.from_dict(comps.get("av", {}).get("config", {}))))
     try:
@@ -263,7 +281,7 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Mo
                 raise CheckpointError(f"{card_path(f)}: bad config for {name!r} ({exc})") from None
             load_state(module, tensors, name + ".", str(f))
             module.eval()
-            setattr(bundle, {"av": "av", "counter": "counter", "sep": "separator"}[name], module)
+            setattr(bundle, {"av": "av", "counter": "counter", "sep": "separator", "avin": "avin"}[name], module)
             bundle.cards[name] = card
             bundle.paths[name] = str(f)
     return bundle.to(device)
