@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install everything (Debian + Python packages, idempotent) and open the app on the demo clip.
-# Without a display, the window opens on a virtual screen (Xvfb).
+# Install everything (Debian packages + the project's .venv, idempotent) and open the app on the
+# demo clip. Without a display, the window opens on a virtual screen (Xvfb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+PY="${AVSTUDIO_VENV:-.venv}/bin/python"
 if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
   echo "[run] no display: starting the app on a virtual screen (xvfb-run)"
-  exec xvfb-run -a -s "-screen 0 1600x1000x24" python3 main.py "$@"
+  exec xvfb-run -a -s "-screen 0 1600x1000x24" "$PY" main.py "$@"
 fi
-exec python3 main.py "$@"
+exec "$PY" main.py "$@"

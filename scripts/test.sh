@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install everything (Debian + Python packages, idempotent) and run the test suite.
+# Install everything (Debian packages + the project's .venv, idempotent) and run the test suite
+# (the linters run inside it: tests/test_lint.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export QT_QPA_PLATFORM=offscreen
-python3 -m pytest -q -ra "$@"
+exec "${AVSTUDIO_VENV:-.venv}/bin/python" -m pytest -q -ra "$@"

@@ -1,4 +1,4 @@
-"""Metrics, computed as the field computes them (DESIGN.md section 5). One module for all.
+"""Metrics, computed as the field computes them (docs/method.md). One module for all.
 
 Localization (the formula shared by the EZ-VSL and LVS evaluation code): upsample the
 heatmap to the frame, min-max normalise it to 0..1, binarise it to P, and with the ground

@@ -1,6 +1,6 @@
 """Manifests: CSV lists of clips with their number of sound sources.
 
-Format (**contract**, DESIGN.md section 4): UTF-8 CSV with a header line holding at least the
+Format (a **contract**, docs/method.md): UTF-8 CSV with a header line holding at least the
 columns ``path`` and ``count``; other columns are kept as extras. ``path`` is relative to the
 manifest's folder (or absolute); ``count`` is a non-negative integer or empty (unknown).
 """

@@ -6,7 +6,7 @@ from a General-MIDI instrument rendered by fluidsynth, or a hand-made timbre), p
 Each sounding object pulses (brief scale-up + brightening, ~150 ms) at its own note onsets, so
 audio-visual synchrony is a cue; distractors never pulse. Backgrounds vary per clip (gradients,
 blotches, low-contrast patterns) and say nothing about the sound. See docs/ground_truth.md for
-the files and DESIGN.md section 7 for why.
+the files and docs/method.md ("the shortcut") for why.
 
 API
 ---

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, Q
                                QSpinBox, QSplitter, QToolButton, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
 
+from ..assets import default_model_dir
 from ..errors import AVStudioError
 from ..train import job as J
 from . import style
@@ -46,7 +47,16 @@ def default_base_model() -> str:
     env = os.environ.get("AVSTUDIO_MODEL")
     if env:
         return env
-    return str(style.RESOURCES.parent / "models" / "default")
+    return str(default_model_dir())
+
+
+def cuda_devices(progress=None, cancel=None) -> list[tuple[str, str]]:
+    """(device, name) of every CUDA device PyTorch sees (imports torch)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [(f"cuda:{i}", torch.cuda.get_device_name(i)) for i in range(torch.cuda.device_count())]
 
 
 def ask_close_while_training(parent, run_name: str) -> str:
@@ -447,24 +457,10 @@ class FinetunePanel(QWidget):
         if self._devices_probed:
             return
 
-        def probe(progress=None, cancel=None):
-            import torch
-
-            if not torch.cuda.is_available():
-                return []
-            return [(f"cuda:{i}", torch.cuda.get_device_name(i)) for i in range(torch.cuda.device_count())]
-
-        def add(devs):
-            for dev, name in devs or []:
-                if self.device_combo.findData(dev) < 0:
-                    self.device_combo.addItem(f"CUDA {dev[5:]}: {name}", dev)
-            if devs and self.device_combo.currentData() == "cpu":
-                self.device_combo.setCurrentIndex(1)
-
         if "torch" in sys.modules:
             self._devices_probed = True
             try:
-                add(probe())
+                self._add_devices(cuda_devices())
             except Exception:  # no usable CUDA: CPU only
                 pass
             return
@@ -472,10 +468,17 @@ class FinetunePanel(QWidget):
             from .jobs import Job
 
             self._devices_probed = True
-            job = Job("cuda-probe", probe, nice=10)
-            job.done.connect(add)
+            job = Job("cuda-probe", cuda_devices, nice=10)
+            job.done.connect(self._add_devices)  # a bound method: dropped with the panel
             self._probe_job = job
             job.start()
+
+    def _add_devices(self, devs) -> None:
+        for dev, name in devs or []:
+            if self.device_combo.findData(dev) < 0:
+                self.device_combo.addItem(f"CUDA {dev[5:]}: {name}", dev)
+        if devs and self.device_combo.currentData() == "cpu":
+            self.device_combo.setCurrentIndex(1)
 
     # ======================================================================== choose files
     def _choose_base(self) -> None:

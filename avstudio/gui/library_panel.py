@@ -1000,33 +1000,51 @@ class LibraryPanel(QWidget):
         self.progress.setFormat(f"{label} %p%")
         self.job_row.setVisible(True)
         self._job_label = label
-
-        def prog(ev):
-            if ev.fraction is not None:
-                self.progress.setValue(int(round(100 * ev.fraction)))
-                self.progress.setFormat(f"{label} {int(ev.done)}/{int(ev.total)}")
-            ids = ev.metrics.get("clip_ids")
-            if ids:
-                for cid in ids:
-                    try:
-                        self.model.update_clip(self.lib.get(cid))
-                    except (AVStudioError, AttributeError):
-                        pass
-                self.clipsChanged.emit(list(ids))
-
-        def end():
-            self.job_row.setVisible(False)
-            self.refresh()
-            self._fill_filters()
-            self.clipsChanged.emit(None)
-
-        job.progress.connect(prog)
-        job.done.connect(lambda res: (end(), on_done(res)))
-        job.failed.connect(lambda msg: (end(), self.win.error(msg, f"{label} failed")))
-        job.cancelled.connect(lambda: (end(), self.win.statusBar().showMessage(
-            f"{label} cancelled: what was done is kept", 6000)))
+        self._job_done = on_done
+        # bound methods of this panel, never lambdas: a signal still queued when the panel is
+        # gone is dropped with it
+        job.progress.connect(self._on_job_progress)
+        job.done.connect(self._on_job_done)
+        job.failed.connect(self._on_job_failed)
+        job.cancelled.connect(self._on_job_cancelled)
         job.start()
         return True
+
+    def _on_job_progress(self, ev) -> None:
+        if self.sender() is not self.job:
+            return
+        if ev.fraction is not None:
+            self.progress.setValue(int(round(100 * ev.fraction)))
+            self.progress.setFormat(f"{self._job_label} {int(ev.done)}/{int(ev.total)}")
+        ids = ev.metrics.get("clip_ids")
+        if ids:
+            for cid in ids:
+                try:
+                    self.model.update_clip(self.lib.get(cid))
+                except (AVStudioError, AttributeError):
+                    pass
+            self.clipsChanged.emit(list(ids))
+
+    def _end_job(self) -> bool:
+        if self.sender() is not self.job:
+            return False
+        self.job_row.setVisible(False)
+        self.refresh()
+        self._fill_filters()
+        self.clipsChanged.emit(None)
+        return True
+
+    def _on_job_done(self, result) -> None:
+        if self._end_job():
+            self._job_done(result)
+
+    def _on_job_failed(self, msg: str) -> None:
+        if self._end_job():
+            self.win.error(msg, f"{self._job_label} failed")
+
+    def _on_job_cancelled(self) -> None:
+        if self._end_job():
+            self.win.statusBar().showMessage(f"{self._job_label} cancelled: what was done is kept", 6000)
 
     def cancel_job(self, wait: bool = False) -> None:
         if self.job is not None and self.job.isRunning():

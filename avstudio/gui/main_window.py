@@ -19,6 +19,7 @@ from PySide6.QtGui import QAction, QIcon
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
                                QProgressDialog, QStyle, QVBoxLayout, QWidget)
 
+from ..assets import demo_clip
 from ..errors import AVStudioError
 from . import style
 from .clusters import ClusterPanel
@@ -38,10 +39,6 @@ MAX_RECENT = 10
 VIDEO_FILTER = ("Videos (*.mp4 *.m4v *.mov *.mkv *.webm *.avi *.mpg *.mpeg *.ts *.flv *.wmv);;"
                 "All files (*)")
 SHUTTLE = [1.0, 2.0, 4.0, 8.0]
-
-
-def demo_clip() -> Path:
-    return style.resource("demo.mp4")
 
 
 class MainWindow(QMainWindow):
@@ -499,7 +496,7 @@ class MainWindow(QMainWindow):
         self.frame_server = FrameServer(path, self.frame_count, self.display_size, self.frame_cache,
                                         after_decode=self._warm_overlay)
         self.frame_server.frameReady.connect(self._on_frame_ready)
-        self.frame_server.failed.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.frame_server.failed.connect(self._show_message)
         self.frame_server.start()
         self.show_frame(0)
         self._start_proxies()
@@ -510,7 +507,7 @@ class MainWindow(QMainWindow):
         if info.has_audio:
             job = Job("load-audio", load_audio_fn, path, OUTPUT_RATE)
             job.done.connect(self._on_audio_loaded)
-            job.failed.connect(lambda m: self.statusBar().showMessage(f"Cannot load the sound: {m}", 8000))
+            job.failed.connect(self._on_audio_failed)
             self._start_job("audio", job)
         else:
             self.timeline.set_audio(None)
@@ -1038,12 +1035,19 @@ class MainWindow(QMainWindow):
             return
         job = Job("separate", separate_fn, self.bundle, self.path, self.cache, self.k, self.fps, nice=5)
         job.done.connect(self._on_stems)
-        job.failed.connect(lambda m: (self.panel.note.setText(f"Separation failed: {m}"),
-                                      self.statusBar().showMessage(f"Separation failed: {m}", 10000)))
-        job.progress.connect(lambda ev: self.panel.note.setText(
-            f"Separating sources… {int(100 * (ev.fraction or 0))}%"))
+        job.failed.connect(self._on_separation_failed)
+        job.progress.connect(self._on_separation_progress)
         self.panel.note.setText("Separating sources…")
         self._start_job("separate", job)
+
+    def _on_separation_progress(self, ev) -> None:
+        if self.sender() is self.jobs.get("separate"):
+            self.panel.note.setText(f"Separating sources… {int(100 * (ev.fraction or 0))}%")
+
+    def _on_separation_failed(self, msg: str) -> None:
+        if self.sender() is self.jobs.get("separate"):
+            self.panel.note.setText(f"Separation failed: {msg}")
+            self.statusBar().showMessage(f"Separation failed: {msg}", 10000)
 
     def _on_stems(self, res: dict) -> None:
         if self.sender() is not self.jobs.get("separate"):
@@ -1084,6 +1088,12 @@ class MainWindow(QMainWindow):
         self.panel.note.setText(t)
 
     # -- audio -------------------------------------------------------------------------------
+    def _show_message(self, msg: str) -> None:
+        self.statusBar().showMessage(msg, 8000)
+
+    def _on_audio_failed(self, msg: str) -> None:
+        self.statusBar().showMessage(f"Cannot load the sound: {msg}", 8000)
+
     def _on_audio_loaded(self, data) -> None:
         if self.sender() is not self.jobs.get("audio"):
             return
@@ -1172,9 +1182,12 @@ class MainWindow(QMainWindow):
         self.pixel = {"x": x, "y": y, "t": t}
         job = Job("pixel", pixel_sound_fn, self.bundle, self.path, t, x, y)
         job.done.connect(self._on_pixel_sound)
-        job.failed.connect(lambda m: self.statusBar().showMessage(f"Pixel sound failed: {m}", 8000))
+        job.failed.connect(self._on_pixel_failed)
         self.statusBar().showMessage(f"Separating the sound at ({x:.2f}, {y:.2f})…", 4000)
         self._start_job("pixel", job)
+
+    def _on_pixel_failed(self, msg: str) -> None:
+        self.statusBar().showMessage(f"Pixel sound failed: {msg}", 8000)
 
     def _on_pixel_sound(self, res: dict) -> None:
         if self.sender() is not self.jobs.get("pixel") or self.pixel is None:
@@ -1291,20 +1304,36 @@ class MainWindow(QMainWindow):
         dlg.setMinimumDuration(300)
         dlg.setAutoClose(True)
         dlg.canceled.connect(job.cancel)
-        job.progress.connect(lambda ev: dlg.setValue(int(100 * (ev.fraction or 0))))
-
-        def finish(msg: str, ok: bool):
-            dlg.reset()
-            dlg.deleteLater()
-            self.statusBar().showMessage(msg, 8000)
-            if ok:
-                self.exportFinished.emit(str(job.result))
-
-        job.done.connect(lambda r: finish(f"Exported {r}", True))
-        job.failed.connect(lambda m: (finish(f"Export failed: {m}", False), self.error(m, "Export failed")))
-        job.cancelled.connect(lambda: finish("Export cancelled", False))
+        job.progress.connect(self._on_export_progress)
+        job.done.connect(self._on_export_done)
+        job.failed.connect(self._on_export_failed)
+        job.cancelled.connect(self._on_export_cancelled)
+        job.dialog = dlg  # closed when this job ends, whichever export runs then
         self.export_dialog = dlg
         self._start_job("export", job)
+
+    def _on_export_progress(self, ev) -> None:
+        dlg = getattr(self.sender(), "dialog", None)
+        if dlg is not None:
+            dlg.setValue(int(100 * (ev.fraction or 0)))
+
+    def _finish_export(self, msg: str) -> None:
+        dlg = getattr(self.sender(), "dialog", None)
+        if dlg is not None:
+            dlg.reset()
+            dlg.deleteLater()
+        self.statusBar().showMessage(msg, 8000)
+
+    def _on_export_done(self, result) -> None:
+        self._finish_export(f"Exported {result}")
+        self.exportFinished.emit(str(result))
+
+    def _on_export_failed(self, msg: str) -> None:
+        self._finish_export(f"Export failed: {msg}")
+        self.error(msg, "Export failed")
+
+    def _on_export_cancelled(self) -> None:
+        self._finish_export("Export cancelled")
 
     def export_stems(self, folder: Optional[str] = None, only: Optional[int] = None) -> list[str]:
         if self.stems is None:

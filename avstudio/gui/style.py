@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+from ..assets import resource
 
 BG = "#1b1e24"
 BG_ALT = "#232730"
@@ -20,10 +18,6 @@ WAVE = (140, 190, 230)
 WAVE_FILL = (90, 150, 200, 120)
 COVER_DONE = (52, 150, 140, 255)
 COVER_TODO = (60, 48, 52, 255)
-
-
-def resource(*parts: str) -> Path:
-    return RESOURCES.joinpath(*parts)
 
 
 def app_icon() -> QIcon:

@@ -1,6 +1,6 @@
 """Model files: safetensors weights + a JSON card beside them. Nothing is ever unpickled.
 
-A MODEL (DESIGN.md section 4) is a path to a ``.safetensors`` file with its ``.json``
+A MODEL (a contract, docs/method.md) is a path to a ``.safetensors`` file with its ``.json``
 card beside it, or a folder holding one or more such pairs (e.g. ``localizer`` and
 ``separator``). Each file holds one or more *components* under key prefixes
 (``av.``, ``counter.``, ``sep.``); the card says which, with their configs::
@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..assets import default_model_dir
 from ..errors import CheckpointError
 
 FORMAT = "avstudio-model"
@@ -292,11 +293,11 @@ def component_tensors(name: str, module: torch.nn.Module) -> dict[str, torch.Ten
 
 
 def default_model_path() -> Path:
-    """The shipped default model (``models/default`` beside the package, or $AVSTUDIO_MODEL)."""
+    """The shipped default model (``models/default``, see :mod:`avstudio.assets`), or $AVSTUDIO_MODEL."""
     env = os.environ.get("AVSTUDIO_MODEL")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parents[2] / "models" / "default"
+    here = default_model_dir()
     if here.exists():
         return here
     raise CheckpointError("no model given and the default model (models/default) is not installed")

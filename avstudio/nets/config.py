@@ -48,7 +48,7 @@ class AVConfig:
     win_length: int = 400
     hop_length: int = 160
     n_mels: int = 64
-    # visual encoder: stride-4 conv net with replicate padding (DESIGN.md section 7)
+    # visual encoder: stride-4 conv net with replicate padding (docs/method.md, "the shortcut")
     vis_channels: tuple[int, ...] = (32, 64, 64, 64, 64)
     # audio encoder
     aud_channels: tuple[int, ...] = (32, 64, 64, 64)

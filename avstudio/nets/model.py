@@ -5,7 +5,7 @@ Pieces, each a small tensor-in/tensor-out function or module:
 * :class:`VisualEncoder` — stride-4 conv net with replicate padding: a frame of
   ``frame_size`` px becomes a ``D x frame_size/4 x frame_size/4`` map of unit vectors
   (fine maps matter for small objects and replicate padding removes the border shortcut,
-  DESIGN.md section 7).
+  docs/method.md, "the shortcut").
 * :class:`AudioEncoder` — log-mel front end + conv net: ``D x f x t`` unit vectors, plus
   an energy weight per position so that silence does not pull cluster centers.
 * soft k-means in channel space per modality (:mod:`avstudio.nets.kmeans`): k audio
