@@ -130,7 +130,7 @@ def test_migrates_v1_file_and_keeps_data(tmp_path):
     raw.executescript(V1_SCHEMA)
     raw.close()
     with ClipLibrary(path, create=False) as lib:
-        assert lib.schema_version == SCHEMA_VERSION == 2
+        assert lib.schema_version == SCHEMA_VERSION == 3
         a, b = lib.get(1), lib.get(2)
         assert (a.path, a.count, a.unsure, a.annotated_by, a.stage) == ("/data/a.mp4", 3, True, "ann", "C3")
         assert a.missing is False and a.last_seen == "2024-01-01T00:00:00.000Z"

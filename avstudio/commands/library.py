@@ -90,6 +90,43 @@ def register(sub: Any) -> argparse.ArgumentParser:
     q.add_argument("search", metavar="FOLDER", nargs="*",
                    help="folders to look in for moved files (matched by content hash)")
 
+    q = lsub.add_parser("boxes", help="box annotations (where each sound is): import, export, list, set",
+                        description="Box annotations: import or export them in the VGG-SS JSON, "
+                                    "SoundNet-Flickr XML or AV Studio JSON layout, list or set them. "
+                                    "See docs/boxes.md.")
+    bsub = q.add_subparsers(dest="boxes_command", metavar="ACTION")
+    b = bsub.add_parser("import", help="read a box file (VGG-SS .json, Flickr .xml or folder, AV Studio .json)")
+    b.add_argument("lib", metavar="LIB")
+    b.add_argument("file", metavar="FILE", help="box file, or a folder of SoundNet-Flickr .xml files")
+    b.add_argument("--format", choices=("vggss", "flickr", "avstudio"),
+                   help="the file's layout (default: recognised from its content)")
+    b.add_argument("--who", help="annotator recorded for boxes that name none (default: your user name)")
+    b.add_argument("--base", metavar="DIR",
+                   help="AV Studio JSON: relative clip paths are relative to DIR (default: the file's folder)")
+    b = bsub.add_parser("export", help="write the boxes (VGG-SS .json, Flickr folder, AV Studio .json)")
+    b.add_argument("lib", metavar="LIB")
+    b.add_argument("out", metavar="OUT", help="OUT.json, or a folder for SoundNet-Flickr .xml files")
+    b.add_argument("--format", choices=("vggss", "flickr", "avstudio"),
+                   help="layout (default: AV Studio JSON for .json, SoundNet-Flickr for a folder)")
+    b.add_argument("--relative", action="store_true",
+                   help="AV Studio JSON: clip paths relative to the JSON's folder")
+    b.add_argument("--base", metavar="DIR", help="AV Studio JSON: clip paths relative to DIR")
+    b = bsub.add_parser("list", help="annotated frames and their boxes")
+    b.add_argument("lib", metavar="LIB")
+    b.add_argument("clip", metavar="CLIP_PATH_OR_ID", nargs="?", help="one clip (default: every clip)")
+    b.add_argument("--json", action="store_true", help="print JSON")
+    b = bsub.add_parser("set", help="set the boxes of one frame of a clip (no --box: remove them)")
+    b.add_argument("lib", metavar="LIB")
+    b.add_argument("clip", metavar="CLIP_PATH_OR_ID")
+    g = b.add_mutually_exclusive_group(required=True)
+    g.add_argument("--frame", type=int, help="frame index (0-based)")
+    g.add_argument("--time", type=float, help="time in seconds (the frame shown then)")
+    b.add_argument("--box", dest="boxes", metavar="BOX", action="append", default=[],
+                   help="x0,y0,x1,y1 in 0..1 of the frame, optionally :SOURCE and :LABEL "
+                        "(e.g. 0.1,0.2,0.5,0.9:1:dog); repeat for several boxes")
+    b.add_argument("--who", help="annotator name (default: your user name)")
+    q.set_defaults(_boxes_parser=q)
+
     p.set_defaults(_library_parser=p)
     return p
 
@@ -100,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         args._library_parser.print_help(sys.stderr)
         return 2
     return {"init": _init, "import": _import, "list": _list, "annotate": _annotate,
-            "export": _export, "stats": _stats, "refresh": _refresh}[action](args)
+            "export": _export, "stats": _stats, "refresh": _refresh, "boxes": _boxes}[action](args)
 
 
 def _open(path: str, create: bool = False):
@@ -239,6 +276,114 @@ def _stats(args: argparse.Namespace) -> int:
     print(f"runs           {s['runs']}")
     stages = ", ".join(f"{k}: {v}" for k, v in s["stages"].items()) or "-"
     print(f"stages         {stages}")
+    print(f"boxes          {s['boxes']} on {s['box_frames']} frames of {s['box_clips']} clips")
+    return 0
+
+
+# ---------------------------------------------------------------- boxes
+
+
+def _boxes(args: argparse.Namespace) -> int:
+    action = getattr(args, "boxes_command", None)
+    if not action:
+        args._boxes_parser.print_help(sys.stderr)
+        return 2
+    return {"import": _boxes_import, "export": _boxes_export, "list": _boxes_list,
+            "set": _boxes_set}[action](args)
+
+
+def _boxes_import(args: argparse.Namespace) -> int:
+    from ..data.box_formats import import_boxes
+
+    if not os.path.exists(args.file):
+        raise DataError(f"box file {args.file} does not exist")
+    with _open(args.lib) as lib:
+        rep = import_boxes(lib, args.file, fmt=args.format, who=args.who, base=args.base)
+    for where, reason in rep.skipped:
+        print(f"not imported: {where}: {reason}", file=sys.stderr)
+    print(f"frames written {rep.frames}, unchanged {rep.unchanged}, boxes {rep.boxes}, "
+          f"clips {rep.clips}, skipped {len(rep.skipped)}")
+    return 1 if rep.skipped else 0
+
+
+def _boxes_export(args: argparse.Namespace) -> int:
+    from ..data.box_formats import export_boxes
+
+    with _open(args.lib) as lib:
+        fmt, n = export_boxes(lib, args.out, fmt=args.format, relative=args.relative, base=args.base)
+    name = {"vggss": "VGG-SS JSON", "flickr": "SoundNet-Flickr XML", "avstudio": "AV Studio JSON"}[fmt]
+    print(f"wrote {n} annotated frames to {args.out} ({name})")
+    return 0
+
+
+def _boxes_list(args: argparse.Namespace) -> int:
+    with _open(args.lib) as lib:
+        if args.clip:
+            c = lib.resolve(args.clip)
+            items = [(c, lib.box_frames(c.id))]
+        else:
+            frames = lib.all_box_frames()
+            items = [(c, frames[c.id]) for c in lib.clips(order_by="path") if c.id in frames]
+    if args.json:
+        json.dump([{"clip_id": c.id, "path": c.path, "frames": [f.to_dict() for f in fr]}
+                   for c, fr in items], sys.stdout, indent=1)
+        print()
+        return 0
+    for c, frames in items:
+        print(f"clip {c.id} ({c.path}): {len(frames)} annotated frames")
+        for f in frames:
+            bx = "  ".join(
+                "[" + ", ".join(f"{v:.3f}" for v in b.as_list()) + "]"
+                + (f" source {b.source}" if b.source else "") + (f" {b.label}" if b.label else "")
+                for b in f.boxes)
+            print(f"  frame {f.frame:>6} {f.time:8.3f} s  {f.map_rule:<9} {bx}")
+    return 0
+
+
+def _parse_box_arg(text: str, i: int):
+    from ..data.boxes import make_box
+
+    parts = text.split(":", 2)
+    nums = parts[0].split(",")
+    if len(nums) != 4:
+        raise DataError(f"--box {text!r} is not x0,y0,x1,y1[:SOURCE[:LABEL]]")
+    source = parts[1] if len(parts) > 1 and parts[1] else None
+    label = parts[2] if len(parts) > 2 else None
+    return make_box(*nums, source=source, label=label, what=f"--box {text}")
+
+
+def _frame_and_time(clip: Any, frame: Any, time: Any) -> tuple[int, float]:
+    """(frame index, seconds) as the app and the evaluation see them: from the file itself when
+    it can be read (its video may start after the container's time 0), else from fps alone."""
+    from ..errors import MediaError
+
+    if time is not None and time < 0:
+        raise DataError(f"--time {time} is negative")
+    start, fps = 0.0, clip.fps
+    try:
+        from ..media.probe import probe
+
+        info = probe(clip.path, check=False)
+        start, fps = float(info.video_start or 0.0), info.fps or clip.fps
+    except (MediaError, OSError):
+        pass
+    if not fps:
+        return (int(frame) if frame is not None else 0), (float(time) if time is not None else 0.0)
+    if frame is None:
+        frame = max(0, int(round((float(time) - start) * float(fps))))
+    return int(frame), start + int(frame) / float(fps)
+
+
+def _boxes_set(args: argparse.Namespace) -> int:
+    boxes = [_parse_box_arg(t, i + 1) for i, t in enumerate(args.boxes)]
+    with _open(args.lib) as lib:
+        c = lib.resolve(args.clip)
+        frame, t = _frame_and_time(c, args.frame, args.time)
+        lib.set_frame_boxes(c.id, frame, t, boxes, who=args.who)
+    if boxes:
+        print(f"clip {c.id} ({c.path}) frame {frame} ({t:.3f} s): {len(boxes)} boxes")
+    else:
+        print(f"clip {c.id} ({c.path}) frame {frame} ({t:.3f} s): boxes removed")
     return 0
 
 

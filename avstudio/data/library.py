@@ -50,6 +50,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 from ..errors import AVStudioError, DataError, MediaError
 from ..progress import CancelToken, ProgressFn, check_cancel, emit
+from .library_boxes import MIGRATION_V3, BoxStore
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -134,6 +135,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX run_checkpoints_run ON run_checkpoints(run_id, id);
     """,
+    # v3: box annotations (where each sound is), with their history (library_boxes.py).
+    MIGRATION_V3,
 ]
 
 #: The schema version this code writes (``PRAGMA user_version``).
@@ -488,7 +491,7 @@ def _row_to_clip(r: sqlite3.Row) -> ClipRow:
 # ---------------------------------------------------------------- the library
 
 
-class ClipLibrary:
+class ClipLibrary(BoxStore):
     """A clip library file. ``with ClipLibrary(path) as lib: ...`` or ``open()``/``close()``.
 
     ``create=False`` refuses to create a new file (``DataError`` if ``path`` does not exist).
@@ -1209,11 +1212,17 @@ class ClipLibrary:
                                r["created_at"]).to_dict())
             runs = [r.to_dict() for r in self._runs(conn)]
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        boxes: dict[int, list[dict]] = {}
+        for c in clips:
+            hist_boxes = self.box_history(c.id)
+            if hist_boxes:
+                boxes[c.id] = [f.to_dict() for f in hist_boxes]
         out = []
         for c in clips:
             d = c.to_dict()
             d["annotation_history"] = hist.get(c.id, [])
             d["predictions"] = preds.get(c.id, [])
+            d["box_history"] = boxes.get(c.id, [])
             out.append(d)
         return {"format": "avstudio-library", "schema_version": version,
                 "library": self.path, "exported_at": now_iso(), "clips": _clean_json(out),
@@ -1247,6 +1256,7 @@ class ClipLibrary:
             hours = conn.execute("SELECT COALESCE(SUM(duration), 0) FROM clips").fetchone()[0]
             out["hours"] = round(float(hours) / 3600.0, 3)
         out["stages"] = self.stage_summary()
+        out.update(self.box_stats())
         return out
 
     def annotated_manifest_rows(self, include_unsure: bool = True,
