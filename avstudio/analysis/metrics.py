@@ -48,14 +48,20 @@ def binarise(m01: np.ndarray, how: str) -> np.ndarray:
 
 
 def ciou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """``sum(P*G) / (sum(G) + sum(P*(G==0)))``; G may weigh pixels (a consensus map: 0.5 or 1)."""
     p = pred.astype(bool)
+    if gt.dtype != bool and not np.isin(gt, (0, 1)).all():
+        g = gt.astype(np.float64)
+        denom = g.sum() + (p & (g == 0)).sum()
+        return float((g * p).sum() / denom) if denom > 0 else 0.0
     g = gt.astype(bool)
     denom = g.sum() + (p & ~g).sum()
     return float((p & g).sum() / denom) if denom > 0 else 0.0
 
 
 def nsa(pred: np.ndarray, gt: np.ndarray) -> float:
-    neg = ~gt.astype(bool)
+    """The share of the pixels outside the ground truth (G == 0) that ``pred`` leaves negative."""
+    neg = gt == 0
     n = neg.sum()
     return float((~pred.astype(bool) & neg).sum() / n) if n > 0 else 1.0
 
