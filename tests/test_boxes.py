@@ -439,3 +439,77 @@ def test_cli_boxes_import_export_list_set(lib, tmp_path):
     assert "boxes          4 on 3 frames of 2 clips" in r.stdout
     r = run_cli("library", "boxes", "import", path, out)
     assert r.returncode == 0 and "unchanged 3" in r.stdout, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- the box tool's editor (Qt-free)
+
+
+def test_editor_draw_select_move_resize_delete_tie_and_undo(lib):
+    from avstudio.data.box_editor import BoxEditor
+
+    c = clip(lib, "dog.mp4")  # 30 frames at 25 fps
+    ed = BoxEditor(lib, c.id, fps=25, frame_count=30, who="ana")
+    ed.set_frame(5)
+    tol = (0.02, 0.02)
+    # a click is not a box
+    ed.press(0.5, 0.5, tol)
+    assert ed.release(0.505, 0.5) is None and ed.boxes() == []
+    # draw: the preview follows the pointer, the release saves one revision
+    ed.press(0.2, 0.3, tol)
+    ed.move(0.5, 0.6)
+    assert ed.boxes() == [Box(0.2, 0.3, 0.5, 0.6)] and lib.frame_boxes(c.id, 5) is None
+    e1 = ed.release(0.6, 0.7)
+    assert e1.before is None and e1.after is not None and ed.selected == 0
+    assert lib.frame_boxes(c.id, 5).boxes == [Box(0.2, 0.3, 0.6, 0.7)]
+    assert lib.frame_boxes(c.id, 5).time == pytest.approx(0.2)
+    # drawing past the frame's edge clips to it
+    ed.press(0.7, 0.7, tol)
+    e2 = ed.release(1.4, 1.2)
+    assert ed.boxes()[1] == Box(0.7, 0.7, 1.0, 1.0) and ed.selected == 1
+    # press inside the first box selects it; drag moves it, stopping at the frame's edge
+    ed.press(0.3, 0.4, tol)
+    assert ed.selected == 0
+    e3 = ed.release(0.3 - 0.5, 0.4)
+    b = ed.boxes()[0]
+    assert (b.x0, b.x1) == (0.0, pytest.approx(0.4)) and (b.y0, b.y1) == (pytest.approx(0.3), pytest.approx(0.7))
+    # the selected box's bottom-right handle resizes it
+    assert ed.hit(0.4, 0.7, tol) == ("handle", 0, "br")
+    ed.press(0.4, 0.7, tol)
+    e4 = ed.release(0.5, 0.9)
+    assert ed.boxes()[0].x1 == pytest.approx(0.5) and ed.boxes()[0].y1 == pytest.approx(0.9)
+    # a number key ties the selected box to a source; the same number unties it
+    e5 = ed.tie_source(2)
+    assert ed.boxes()[0].source == 2
+    assert ed.tie_source(2) is not None and ed.boxes()[0].source is None
+    ed.tie_source(1)
+    assert ed.set_label("dog") is not None and ed.boxes()[0].label == "dog"
+    # delete
+    ed.selected = 1
+    e6 = ed.delete_selected()
+    assert len(ed.boxes()) == 1 and ed.selected is None
+    # undo everything back to the start, then redo the first draw
+    for e in [e6, e5, e4, e3, e2, e1]:
+        assert e is not None
+    n_before = lib.stats()["box_revisions"]
+    ed.restore(e6.frame, e6.before)
+    assert len(ed.boxes()) == 2
+    ed.restore(e1.frame, e1.before)
+    assert ed.boxes() == [] and ed.annotated_frames() == []
+    ed.restore(e1.frame, e1.after)
+    assert ed.boxes() == [Box(0.2, 0.3, 0.6, 0.7)]
+    assert lib.stats()["box_revisions"] == n_before + 3  # undo and redo are revisions too
+
+
+def test_editor_navigation_and_nearby_boxes(lib):
+    from avstudio.data.box_editor import BoxEditor
+
+    c = clip(lib, "dog.mp4")
+    for f in (3, 12, 20):
+        lib.set_frame_boxes(c.id, f, f / 25, [make_box(0.1, 0.1, 0.2, 0.2)])
+    ed = BoxEditor(lib, c.id, fps=25, frame_count=30)
+    ed.set_frame(12)
+    assert (ed.next_frame(), ed.prev_frame()) == (20, 3)
+    assert ed.next_frame(20) is None and ed.prev_frame(3) is None
+    assert ed.nearby(14).frame == 12 and ed.nearby(17).frame == 20  # the nearest within 0.5 s
+    assert ed.nearby(8, window_s=0.1) is None
+    assert ed.nearby(12).frame == 12
