@@ -18,6 +18,8 @@ What is measured (targets from the issues; see docs/performance.md):
                   analyze`` does (frames decoded and dropped as they go, the per-frame maps
                   streamed to ``heatmaps.npz``), each in its own process (``/proc`` polling +
                   ``VmHWM``): flat, apart from the small per-frame vectors kept in memory.
+* ``synth``       CPU seconds per clip of each synthetic world (``avstudio synth``: render +
+                  H.264/AAC + sidecars, one process, one thread), 224x224, 4 s, 1-4 sources.
 * ``compute``     FLOPs per frame of the visual + audio encoders (``FlopCounterMode``) and the
                   CPU's measured matmul rate, so the table shows how far analysis is from the
                   compute limit.
@@ -58,6 +60,7 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "training": ("cpu", "cpu_1t", "cuda"),
     "memory": ("available", "runs", "growth_mb", "output_growth_mb", "flat"),
     "compute": ("flops_per_frame", "matmul_gflops", "analysis_gflops", "compute_utilisation"),
+    "synth": ("shapes", "photo"),
 }
 
 TARGETS = {
@@ -73,10 +76,11 @@ TARGETS = {
 SCALES: dict[str, dict[str, Any]] = {
     "full": dict(seconds=10.0, size=(1280, 720), fps=25.0, mem_minutes=(1.0, 10.0), train_steps=5,
                  train_clips=16, moments=2, arch="default", repeats=3, sep_seconds=10.0,
-                 gui=dict(), gui_timeout=900, matmul_n=2048),
+                 gui=dict(), gui_timeout=900, matmul_n=2048, synth_clips=8),
     "quick": dict(seconds=10.0, size=(1280, 720), fps=25.0, mem_minutes=(1.0, 2.0), train_steps=3,
                   train_clips=16, moments=2, arch="default", repeats=2, sep_seconds=10.0,
-                  gui=dict(scrubs=30, render_frames=60, play_seconds=2.0), gui_timeout=600, matmul_n=2048),
+                  gui=dict(scrubs=30, render_frames=60, play_seconds=2.0), gui_timeout=600, matmul_n=2048,
+                  synth_clips=4),
     "tiny": dict(seconds=1.0, size=(160, 96), fps=25.0, mem_minutes=(0.05, 0.1), train_steps=1,
                  train_clips=2, moments=2, arch="small", repeats=1, sep_seconds=1.0,
                  gui=dict(scrubs=3, render_frames=5, play_seconds=0.5, startup=False, training_arch="small"), gui_timeout=300,
@@ -727,6 +731,68 @@ def bench_memory(model_path: str, clips: dict[str, Path], k: int = 2, progress=N
     return res
 
 
+def bench_synth(clips: int, size: tuple[int, int] = (224, 224), seconds: float = 4.0) -> dict[str, Any]:
+    """CPU seconds per clip of each world (render, then H.264/AAC + sidecars), in a child
+    process with one thread, as one ``avstudio synth`` worker makes them; the first clip of
+    each world (soundfont loading) and the photo world's bank (pictures and photographs decoded
+    once per worker) are timed apart. Recordings are decoded on first use, inside the timing."""
+    code = r"""
+import json, os, sys, tempfile, time
+os.environ["OMP_NUM_THREADS"] = "1"
+import torch
+torch.set_num_threads(1)
+from pathlib import Path
+from avstudio.data.synth import SynthConfig, render_any, write_clip
+from avstudio.errors import DataError
+n, W, H, secs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+out = {}
+tmp = Path(tempfile.mkdtemp(prefix="avstudio-bench-synth-"))
+for world in ("shapes", "photo"):
+    try:
+        if world == "photo":
+            from avstudio.data.photo import PhotoConfig
+            from avstudio.data import photo_bank as pb
+            cfg = PhotoConfig(size=(W, H), duration=secs)
+            t = time.process_time()
+            bank = pb.load_bank()  # what a long run decodes once per worker, timed apart
+            for p in bank.backgrounds:
+                pb.load_photo(p)
+            for it in bank.items + bank.silent:
+                pb.load_picture(it.picture)
+            load_s = time.process_time() - t
+        else:
+            cfg = SynthConfig(size=(W, H), duration=secs)
+        t = time.process_time()
+        clip = render_any(0, 0, 1, cfg)
+        first = time.process_time() - t
+        rs, ws = [], []
+        for i in range(1, n + 1):
+            t = time.process_time()
+            clip = render_any(0, i, 1 + (i - 1) % 4, cfg)
+            t2 = time.process_time()
+            write_clip(clip, tmp / f"{world}{i}.mp4", crf=int(clip.meta.get("crf", 20)))
+            rs.append(t2 - t)
+            ws.append(time.process_time() - t2)
+        out[world] = {"available": True, "clips": n, "render_cpu_s": sum(rs) / n, "write_cpu_s": sum(ws) / n,
+                      "per_clip_cpu_s": (sum(rs) + sum(ws)) / n, "first_clip_cpu_s": first}
+        if world == "photo":
+            out[world]["bank_load_cpu_s"] = load_s
+    except DataError as exc:
+        out[world] = {"available": False, "note": str(exc)}
+print(json.dumps(out))
+"""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", code, str(clips), str(size[0]), str(size[1]), str(seconds)],
+                       capture_output=True, text=True, env=env, timeout=1800)
+    if r.returncode != 0:
+        note = (r.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"shapes": {"available": False, "note": note}, "photo": {"available": False, "note": note}}
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    res["size"] = list(size)
+    res["seconds"] = seconds
+    return res
+
+
 # ----------------------------------------------------------------------------- the run
 
 def run_bench(scale: str = "full", model: Optional[str] = None, device: str = "cpu",
@@ -822,6 +888,14 @@ def run_bench(scale: str = "full", model: Optional[str] = None, device: str = "c
         else:
             res["gui"] = {k: None for k in REQUIRED_KEYS["gui"]}
             res["gui"]["note"] = "not measured (--only)"
+
+        if want("synth"):
+            n = sc.get("synth_clips", 1)
+            res["synth"] = bench_synth(n, (224, 224) if scale != "tiny" else (64, 64), 4.0 if scale != "tiny" else 0.5)
+            _log(say, "synth: " + ", ".join(f"{w} {v.get('per_clip_cpu_s') or 0:.2f} CPU s/clip"
+                                            for w, v in res["synth"].items() if isinstance(v, dict) and v.get("available")))
+        else:
+            res["synth"] = {"shapes": None, "photo": None, "note": "not measured (--only)"}
 
         if want("memory") and bundle.av is not None:
             seg = tmp / "segment.mp4"
@@ -947,6 +1021,19 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                          "", ""))
         elif t:
             rows.append((f"training ({dev})", t.get("note") or "not available", "", ""))
+    sy = res.get("synth") or {}
+    for world in ("shapes", "photo"):
+        v = sy.get(world)
+        if isinstance(v, dict) and v.get("available"):
+            rows.append((f"avstudio synth --world {world}, {'x'.join(map(str, sy.get('size') or []))} "
+                         f"{_fmt(sy.get('seconds'), ' s', 0)} clip, 1 thread",
+                         f"{_fmt(v.get('per_clip_cpu_s'), ' CPU s/clip')} (render {_fmt(v.get('render_cpu_s'), ' s')}, "
+                         f"mp4 + sidecars {_fmt(v.get('write_cpu_s'), ' s')})",
+                         "photo <= shapes" if world == "photo" else "",
+                         _ok(v["per_clip_cpu_s"] <= (sy.get("shapes") or {}).get("per_clip_cpu_s", 1e9))
+                         if world == "photo" and (sy.get("shapes") or {}).get("available") else ""))
+        elif isinstance(v, dict):
+            rows.append((f"avstudio synth --world {world}", v.get("note") or "not available", "", ""))
     if m.get("available"):
         for label, r in m["runs"].items():
             rows.append((f"peak RSS, analysing a {label} {'x'.join(map(str, res['memory'].get('size') or []))} clip",

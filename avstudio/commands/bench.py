@@ -25,7 +25,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (analysis and separation; training is "
                                                      "measured on the CPU and on CUDA where present)")
     p.add_argument("--only", default=None, metavar="SECTIONS",
-                   help="comma-separated subset of: analysis,separation,gui,training,memory "
+                   help="comma-separated subset of: analysis,separation,gui,training,memory,synth "
                         "(decode and compute always run)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
@@ -47,7 +47,7 @@ def run(args) -> int:
     sections = None
     if args.only:
         sections = {x.strip() for x in args.only.split(",") if x.strip()}
-        bad = sections - {"analysis", "separation", "gui", "training", "memory"}
+        bad = sections - {"analysis", "separation", "gui", "training", "memory", "synth"}
         if bad:
             raise AVStudioError(f"--only: unknown section {sorted(bad)[0]!r}")
     if args.json:

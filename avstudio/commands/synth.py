@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 
@@ -68,13 +69,24 @@ def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "synth",
         help="write the synthetic audiovisual benchmark (mp4 + ground truth + manifest)",
-        description="Render synthetic clips: 1..4 sounding objects (each pulses at its own note "
-                    "onsets) plus silent distractors over varied backgrounds. Writes "
+        description="Render synthetic clips. --world shapes (default): 1..4 sounding textured "
+                    "shapes (each pulses at its own note onsets) plus silent distractors over varied "
+                    "backgrounds. --world photo: real pictures of sounding things (Debian's "
+                    "qabcs-data) each playing its own recording, over real photographs, with "
+                    "occlusion, motion, blur, off-screen ambience. Writes "
                     "OUT/clip_NNNNN.mp4 (H.264 + AAC), OUT/clip_NNNNN.json and "
                     "OUT/clip_NNNNN.gt.npz (masks, boxes, stems; see docs/ground_truth.md) and "
                     "OUT/manifest.csv (path,count,...). The same seed gives the same clips.",
     )
     p.add_argument("out", metavar="OUT", nargs="?", help="output folder (created if needed)")
+    p.add_argument("--world", choices=("shapes", "photo"), default="shapes",
+                   help="shapes (default: textured shapes, synthesised notes) or photo (real pictures "
+                        "with their own recordings over real photographs)")
+    p.add_argument("--pictures", choices=("train", "test", "all"), default="train",
+                   help="photo world: which pictures and recordings the objects come from: the "
+                        "training pictures (default), the held-out ones (never seen in training), or all")
+    p.add_argument("--ambient", type=_nonneg_float, default=None, metavar="P",
+                   help="photo world: share of clips with off-screen ambience (default 0.6)")
     p.add_argument("--clips", type=int, default=10, help="number of clips (default 10)")
     p.add_argument("--sources", type=_int_list, default=(1,),
                    help="sound-source counts, spread round robin over the clips (default 1)")
@@ -84,7 +96,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_positive(float), default=4.0, help="seconds per clip (default 4)")
     p.add_argument("--fps", type=_positive(float), default=25.0, help="frames per second (default 25)")
     p.add_argument("--sample-rate", type=_positive(int), default=16000, help="audio rate (default 16000)")
-    p.add_argument("--distractors", type=_range, default=(0, 2),
+    p.add_argument("--distractors", type=_range, default=None,
                    help="silent distractor objects per clip, MIN-MAX (default 0-2)")
     p.add_argument("--same-class-distractors", action="store_true",
                    help="distractors copy the classes of the sounding objects (silent twins)")
@@ -105,10 +117,22 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..data.instruments import CLASSES, resolve_backend
     from ..errors import DataError
 
     if args.list_classes:
+        if args.world == "photo":
+            from ..data.photo_bank import load_bank
+
+            bank = load_bank()
+            for i, c in enumerate(bank.classes):
+                items = [it for it in bank.items if it.cls == c]
+                pics = ", ".join(f"{it.name} ({it.split})" for it in items)
+                print(f"{i:3d} {c:22s} {items[0].category if items else '-':10s} {pics}")
+            for line in bank.problems:
+                print(f"note: {line}")
+            return 0
+        from ..data.instruments import CLASSES
+
         for i, c in enumerate(CLASSES):
             sound = f"GM program {c.program}" if c.kind == "gm" else "hand-made"
             print(f"{i:2d} {c.name:16s} {c.shape:9s} {c.texture:9s} {sound}")
@@ -123,16 +147,42 @@ def run(args) -> int:
     from ..data.synth import SynthConfig, generate
     from ..progress import tqdm_progress
 
-    classes = None
-    if args.classes:
-        classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
-    cfg = SynthConfig(size=args.size, fps=args.fps, duration=args.duration, sample_rate=args.sample_rate,
-                      n_sources=args.sources, n_distractors=args.distractors, classes=classes,
-                      offscreen_noise=args.offscreen_noise,
-                      same_class_distractors=args.same_class_distractors, backend=args.backend,
-                      distractor_pulses=args.distractor_pulses,
-                      harmony=args.harmony)
-    backend = resolve_backend(cfg.backend)
+    distractors = args.distractors if args.distractors is not None else (0, 2)
+    if args.world == "photo":
+        from ..data.photo import PhotoConfig
+        from ..data.photo_bank import load_bank
+
+        shapes_only = [f for f, v in (("--classes", args.classes), ("--same-class-distractors", args.same_class_distractors),
+                                      ("--distractor-pulses", args.distractor_pulses),
+                                      ("--offscreen-noise", args.offscreen_noise)) if v]
+        if shapes_only:
+            raise DataError(f"{shapes_only[0]} belongs to the shapes world (the photo world has --pictures, --ambient)")
+        kw = {}
+        if args.ambient is not None:
+            if args.ambient > 1:
+                raise DataError(f"--ambient is a share of clips (0..1), got {args.ambient}")
+            kw["ambient_prob"] = args.ambient
+        cfg = PhotoConfig(size=args.size, fps=args.fps, duration=args.duration, sample_rate=args.sample_rate,
+                          n_sources=args.sources, n_distractors=distractors, pictures=args.pictures, **kw)
+        bank = load_bank()
+        for line in bank.problems:
+            print(f"note: {line}", file=sys.stderr)
+        what = f"photo world, {args.pictures} pictures"
+    else:
+        from ..data.instruments import resolve_backend
+
+        if args.ambient is not None or args.pictures != "train":
+            raise DataError("--pictures and --ambient belong to the photo world (add --world photo)")
+        classes = None
+        if args.classes:
+            classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+        cfg = SynthConfig(size=args.size, fps=args.fps, duration=args.duration, sample_rate=args.sample_rate,
+                          n_sources=args.sources, n_distractors=distractors, classes=classes,
+                          offscreen_noise=args.offscreen_noise,
+                          same_class_distractors=args.same_class_distractors, backend=args.backend,
+                          distractor_pulses=args.distractor_pulses,
+                          harmony=args.harmony)
+        what = f"{resolve_backend(cfg.backend)} timbres"
     bar = tqdm_progress(disable=args.quiet, unit="clip")
     t0 = time.time()
     try:
@@ -141,5 +191,5 @@ def run(args) -> int:
     finally:
         bar.close()
     dt = time.time() - t0
-    print(f"wrote {args.clips} clips ({backend} timbres) to {args.out} in {dt:.1f} s; manifest: {manifest}")
+    print(f"wrote {args.clips} clips ({what}) to {args.out} in {dt:.1f} s; manifest: {manifest}")
     return 0

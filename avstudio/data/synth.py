@@ -535,15 +535,34 @@ def write_clip(clip: SynthClip, video: PathLike, crf: int = 20) -> Path:
 def _manifest_extra(meta: dict) -> dict:
     snd = [o["class_name"] for o in meta["objects"] if o["sounding"]]
     dis = [o["class_name"] for o in meta["objects"] if not o["sounding"]]
+    backend = meta.get("synth_backend") or meta.get("world", "shapes")
     return {"seed": meta["seed"], "index": meta["index"], "classes": "+".join(snd),
-            "distractors": "+".join(dis), "duration": meta["duration"], "backend": meta["synth_backend"]}
+            "distractors": "+".join(dis), "duration": meta["duration"], "backend": backend}
+
+
+def config_from_dict(d: dict):
+    """A world's config from its dict: :class:`SynthConfig` (shapes) or ``PhotoConfig``."""
+    if d.get("world") == "photo":
+        from .photo import PhotoConfig
+
+        return PhotoConfig.from_dict(d)
+    return SynthConfig.from_dict(d)
+
+
+def render_any(seed: int, index: int, n_sources: Optional[int], config) -> SynthClip:
+    """``render_clip`` of the config's world (shapes or photo)."""
+    if getattr(config, "world", "shapes") == "photo":
+        from .photo import render_photo_clip
+
+        return render_photo_clip(seed, index, n_sources, config)
+    return render_clip(seed, index, n_sources, config)
 
 
 def _make_one(out_dir: str, seed: int, index: int, n_sources: int, cfg_dict: dict) -> tuple[int, int, dict]:
-    cfg = SynthConfig.from_dict(cfg_dict)
-    clip = render_clip(seed, index, n_sources, cfg)
+    cfg = config_from_dict(cfg_dict)
+    clip = render_any(seed, index, n_sources, cfg)
     video = Path(out_dir) / (clip_name(index) + ".mp4")
-    write_clip(clip, video, crf=cfg.crf)
+    write_clip(clip, video, crf=int(clip.meta.get("crf", getattr(cfg, "crf", 20))))
     return index, n_sources, _manifest_extra(clip.meta)
 
 
@@ -552,7 +571,7 @@ def _worker_init() -> None:
 
 
 def generate(out_dir: PathLike, clips: int, sources: Sequence[int] = (1,), seed: int = 0,
-             config: Optional[SynthConfig] = None, workers: int = 1,
+             config: Any = None, workers: int = 1,
              progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Path:
     """Write ``clips`` clips into ``out_dir`` and ``out_dir/manifest.csv``; returns the manifest path.
 
@@ -570,7 +589,12 @@ def generate(out_dir: PathLike, clips: int, sources: Sequence[int] = (1,), seed:
         raise DataError("no source counts given (e.g. --sources 1,2)")
     for s in sources:
         cfg.validate(s)
-    resolve_backend(cfg.backend)  # fail early when fluidsynth was asked for and is missing
+    if getattr(cfg, "world", "shapes") == "photo":
+        from .photo_bank import load_bank
+
+        load_bank()  # fail early (one line naming the packages) when the media bank is missing
+    else:
+        resolve_backend(cfg.backend)  # fail early when fluidsynth was asked for and is missing
     out = Path(os.fspath(out_dir)).resolve()  # manifest rows are then relative to its folder
     if out.exists() and not out.is_dir():
         raise DataError(f"output {out} exists and is not a folder")
