@@ -83,11 +83,13 @@ def test_masks_are_the_visible_object_pixels():
 
 def test_held_out_pictures_never_appear_in_training_clips():
     bank = _real_bank_or_skip()
-    train = {it.name for it in bank.pool("train")} | {it.name for it in bank.pool("train", silent=True)}
-    test = {it.name for it in bank.pool("test")} | {it.name for it in bank.pool("test", silent=True)}
-    assert train and test and not (train & test)
+    names_of = {sp: {it.name for it in bank.pool(sp)} | {it.name for it in bank.pool(sp, silent=True)}
+                for sp in ("train", "val", "test")}
+    train, val, test = names_of["train"], names_of["val"], names_of["test"]
+    assert train and val and test and not (train & test) and not (train & val) and not (val & test)
     assert 0.1 < len(bank.pool("test")) / len(bank.items) < 0.3
-    for split, names in (("train", train), ("test", test)):
+    assert 0.04 < len(bank.pool("val")) / len(bank.items) < 0.2
+    for split, names in names_of.items():
         cfg = PhotoConfig(**SMALL, pictures=split, n_distractors=(2, 2))
         for i in range(3):
             c = render_photo_clip(0, i, 2, cfg)

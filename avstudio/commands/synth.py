@@ -82,9 +82,10 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--world", choices=("shapes", "photo"), default="shapes",
                    help="shapes (default: textured shapes, synthesised notes) or photo (real pictures "
                         "with their own recordings over real photographs)")
-    p.add_argument("--pictures", choices=("train", "test", "all"), default="train",
+    p.add_argument("--pictures", choices=("train", "val", "test", "all"), default="train",
                    help="photo world: which pictures and recordings the objects come from: the "
-                        "training pictures (default), the held-out ones (never seen in training), or all")
+                        "training pictures (default), the validation or test ones (held out: never "
+                        "seen in training), or all")
     p.add_argument("--ambient", type=_nonneg_float, default=None, metavar="P",
                    help="photo world: share of clips with off-screen ambience (default 0.6)")
     p.add_argument("--clips", type=int, default=10, help="number of clips (default 10)")

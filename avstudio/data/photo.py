@@ -37,7 +37,7 @@ from . import photo_bank as pb
 
 FORMAT = "avstudio-synth/1"
 WORLD = "photo"
-PICTURE_SPLITS = ("train", "test", "all")
+PICTURE_SPLITS = ("train", "val", "test", "all")
 MAX_SOURCES = 6
 _CLIP_PEAK = 0.89
 REF_RMS = 0.1  # every stem is normalised to this RMS over its active part (-20 dBFS)
@@ -53,7 +53,7 @@ class PhotoConfig:
     sample_rate: int = 16000
     n_sources: tuple[int, ...] = (1,)
     n_distractors: tuple[int, int] = (0, 2)
-    pictures: str = "train"  # which held-out split the objects come from: train | test | all
+    pictures: str = "train"  # which split the objects come from: train | val | test | all
     object_area: tuple[float, float] = (0.05, 0.35)  # each object's silhouette, share of the frame
     max_total_area: float = 0.5  # objects shrink together when their shares add up above this
     gain_db: float = 5.0  # each stem's level: reference +- this (any two within 2x this)
@@ -121,7 +121,7 @@ class PhotoConfig:
         if not 0 < a0 <= a1 <= 0.6:
             raise DataError(f"object area range {a0}-{a1} must lie within 0..0.6 of the frame")
         if self.pictures not in PICTURE_SPLITS:
-            raise DataError(f"unknown picture split '{self.pictures}' (use train, test or all)")
+            raise DataError(f"unknown picture split '{self.pictures}' (use train, val, test or all)")
         if not 0 <= self.crf[0] <= self.crf[1] <= 51:
             raise DataError(f"H.264 quality range {self.crf} must lie within 0..51")
         for n in (self.n_sources if n_sources is None else (n_sources,)):
@@ -792,7 +792,9 @@ def render_photo_clip(seed: int, index: int, n_sources: Optional[int] = None,
         "config": cfg.to_dict(),
     }
     sounding = np.array([ob.sounding for ob in objs], bool)
-    clip = SynthClip(frames, mix, stems, noise, masks, boxes, sounding, objects, meta, None)
+    loud = np.stack([loudness(stems[s], sr, times) for s in range(n_sources)]).astype(np.float32) \
+        if n_sources else np.zeros((0, T), np.float32)
+    clip = SynthClip(frames, mix, stems, noise, masks, boxes, sounding, objects, meta, None, loud)
     return clip
 
 

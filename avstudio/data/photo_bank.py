@@ -17,9 +17,10 @@ only that item: :func:`load_bank` returns the usable part and one line per probl
 Debian collections of photographed objects are deliberately *not* used here: they are kept as
 independent checks of what we ship.
 
-Held-out split: every picture (with its recording) belongs to ``train`` or ``test`` by a
-fixed hash of its name (:func:`split_of`, about one in five is ``test``), so a test set made
-with ``pictures="test"`` shows pictures and plays recordings that training never saw.
+Held-out splits: every picture (with its recording) belongs to ``train``, ``val`` or ``test``
+by a fixed hash of its name (:func:`split_of`: about 70/10/20 %), so a set made with
+``pictures="test"`` shows pictures and plays recordings that training never saw (and ``val``
+ones that are neither trained on nor reported, for choosing settings).
 """
 
 from __future__ import annotations
@@ -89,13 +90,15 @@ GM_PARTNERS = {
     "violin": "violin", "xylophone": "xylophone",
 }
 
-TEST_SHARE = 5  # one picture in TEST_SHARE is held out (by hash of its name)
+SPLITS = ("train", "val", "test")
 
 
 def split_of(name: str) -> str:
-    """``"train"`` or ``"test"``: the fixed held-out split of a picture (by its name)."""
-    h = int(hashlib.sha1(name.encode("utf-8")).hexdigest()[:8], 16)
-    return "test" if h % TEST_SHARE == 0 else "train"
+    """The fixed split of a picture, by a hash of its name: ``"test"`` (2 in 10: held out for
+    the final numbers only), ``"val"`` (1 in 10: held out for choosing settings and checkpoints)
+    or ``"train"`` (the rest)."""
+    h = int(hashlib.sha1(name.encode("utf-8")).hexdigest()[:8], 16) % 10
+    return "test" if h < 2 else ("val" if h == 2 else "train")
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class Bank:
     silent: list[Item] = field(default_factory=list)  # pictures without a recording
 
     def pool(self, pictures: str, silent: bool = False) -> list[Item]:
-        """The items of a split (``"train"``, ``"test"`` or ``"all"``); with ``silent`` the
+        """The items of a split (``"train"``, ``"val"``, ``"test"`` or ``"all"``); with ``silent`` the
         pictures that have no recording (usable only as silent distractors)."""
         src = self.silent if silent else self.items
         if pictures == "all":

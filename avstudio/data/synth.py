@@ -202,6 +202,7 @@ class SynthClip:
     objects: list[dict]  # per object: id, class_id, class_name, sounding, stem_index, onsets...
     meta: dict  # the JSON sidecar
     background: Optional[np.ndarray] = None  # uint8 [H, W, 3]: the frame without objects
+    loudness: Optional[np.ndarray] = None  # float32 [S, T]: each stem's loudness at each frame, 0..1
 
     @property
     def fps(self) -> float:
@@ -518,8 +519,11 @@ def write_clip(clip: SynthClip, video: PathLike, crf: int = 20) -> Path:
     try:
         write_mp4(tmp_v, clip.frames, clip.fps, audio=clip.audio, sample_rate=clip.sample_rate, crf=crf)
         tmp_j.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        _save_npz(tmp_n, {"masks": clip.masks, "boxes": clip.boxes, "stems": clip.stems,
-                          "noise": clip.noise, "sounding": clip.sounding})
+        arrays = {"masks": clip.masks, "boxes": clip.boxes, "stems": clip.stems,
+                  "noise": clip.noise, "sounding": clip.sounding}
+        if clip.loudness is not None:
+            arrays["loudness"] = clip.loudness.astype(np.float32)
+        _save_npz(tmp_n, arrays)
         os.replace(tmp_n, npath)
         os.replace(tmp_j, jpath)
         os.replace(tmp_v, video)
@@ -682,6 +686,7 @@ class GroundTruth:
     stems: np.ndarray  # float32 [S, N]
     noise: np.ndarray  # float32 [N]
     sounding: np.ndarray  # bool [O]
+    loudness: Optional[np.ndarray] = None  # float32 [S, T] (photo world; None for older sets)
 
     @property
     def objects(self) -> list[dict]:
@@ -744,6 +749,7 @@ def load_ground_truth(video: PathLike) -> GroundTruth:
     try:
         with np.load(npath, allow_pickle=False) as z:
             arrs = {k: z[k] for k in ("masks", "boxes", "stems", "noise", "sounding")}
+            loud = z["loudness"] if "loudness" in z.files else None
     except KeyError as exc:
         raise DataError(f"ground truth {npath} lacks the array {exc}") from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
@@ -755,4 +761,4 @@ def load_ground_truth(video: PathLike) -> GroundTruth:
         raise DataError(f"ground truth {npath} does not match {jpath.name} "
                         f"(masks {m.shape}, {len(meta['objects'])} objects)")
     return GroundTruth(str(Path(os.fspath(video))), meta, m.astype(bool, copy=False), arrs["boxes"],
-                       arrs["stems"], arrs["noise"], arrs["sounding"].astype(bool, copy=False))
+                       arrs["stems"], arrs["noise"], arrs["sounding"].astype(bool, copy=False), loud)
