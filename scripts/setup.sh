@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 PKGS="python3 python3-venv libportaudio2 xvfb xauth libegl1 libgl1 libxkbcommon-x11-0 libxcb-cursor0 \
 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 \
-libxcb-shape0 libdbus-1-3 libfontconfig1 libfluidsynth3 timgm6mb-soundfont"
+libxcb-shape0 libdbus-1-3 libfontconfig1 libfluidsynth3 timgm6mb-soundfont \
+qabcs-data mate-backgrounds lomiri-wallpapers-16.04 btanks-data etw-data gnome-shell-pomodoro-data"
+# the last six: the photographic world's media (pictures with their recordings, photographs,
+# ambient recordings; see avstudio/data/photo_bank.py and docs/ground_truth.md)
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
