@@ -40,9 +40,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -109,7 +110,7 @@ class _Clock:
     On a shared machine the wall time depends on what else runs; the CPU time much less, so
     both are reported (CPU seconds / cores is what the same work would take on idle cores)."""
 
-    def __enter__(self) -> "_Clock":
+    def __enter__(self) -> _Clock:
         self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
         return self
 
@@ -329,14 +330,12 @@ def resolve_model(model: Optional[str], tmp: Path, arch: str = "default"):
 
 def _ensure_separator(bundle):
     """A bundle with a separator: its own, else a randomly initialised default one. (bundle, note)"""
-    if getattr(bundle, "separator", None) is not None:
-        return bundle, "the model's separator"
-    try:
-        import torch
+    import torch
 
-        from .nets.separator import Separator, SeparatorConfig
-    except ImportError as exc:
-        return None, f"separation network not available ({exc})"
+    from .nets.separator import Separator, SeparatorConfig
+
+    if bundle.separator is not None:
+        return bundle, "the model's separator"
     torch.manual_seed(1)
     cfg = SeparatorConfig(cond_dim=bundle.av.cfg.embed_dim if bundle.av is not None else 64)
     bundle.separator = Separator(cfg).eval()
@@ -422,15 +421,9 @@ def bench_separation_section(bundle, seconds: float, repeats: int) -> dict[str, 
     base = {"available": False, "stems_s": None, "stems_realtime_factor": None, "pixel_click_s": None,
             "pixel_first_click_s": None, "target_s": TARGETS["stems_s"] * seconds / 10.0,
             "meets_target": None, "note": ""}
-    try:
-        from .analysis.separate import bench_separation
-    except ImportError as exc:
-        base["note"] = f"not available (avstudio.analysis.separate: {exc})"
-        return base
+    from .analysis.separate import bench_separation
+
     b, note = _ensure_separator(bundle)
-    if b is None:
-        base["note"] = note
-        return base
     res = bench_separation(b, seconds=seconds, k=2, repeats=repeats)
     out = dict(base)
     out.update(res)
@@ -952,9 +945,9 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     size = "x".join(str(x) for x in d.get("size", []) or [])
     rows.append((f"decode raw (no RGB), {secs:g} s {size}", f"{_fmt(d.get('raw_s'), ' s')} "
                  f"({_fmt(d.get('raw_fps'), ' fps', 0)})", "", ""))
-    rows.append((f"decode -> RGB 112x112 (analysis floor)", f"{_fmt(d.get('small_s'), ' s')} "
+    rows.append(("decode -> RGB 112x112 (analysis floor)", f"{_fmt(d.get('small_s'), ' s')} "
                  f"({_fmt(d.get('small_fps'), ' fps', 0)})", "", ""))
-    rows.append((f"decode -> RGB full size", f"{_fmt(d.get('full_s'), ' s')} ({_fmt(d.get('full_fps'), ' fps', 0)})",
+    rows.append(("decode -> RGB full size", f"{_fmt(d.get('full_s'), ' s')} ({_fmt(d.get('full_fps'), ' fps', 0)})",
                  "", ""))
     if a.get("available"):
         rows.append((f"analysis, every frame, k=2, {a.get('threads')} threads ({a.get('frames')} frames)",
@@ -1016,7 +1009,7 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         t = tr.get(dev) or {}
         if t.get("available"):
             rows.append((f"training {t['arch']} arch, {t['batch_clips']} clips x {t['moments']} moments "
-                         f"({t['device']}{', %d threads' % t['threads'] if t['device'] == 'cpu' else ''})",
+                         f"({t['device']}{', ' + str(t['threads']) + ' threads' if t['device'] == 'cpu' else ''})",
                          f"{_fmt(t.get('clips_per_s'), ' clips/s')} ({_fmt(t.get('steps_per_s'), ' steps/s', 3)})",
                          "", ""))
         elif t:

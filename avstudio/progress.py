@@ -8,8 +8,9 @@ with tqdm (:func:`tqdm_progress`), the GUI turns them into Qt signals.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Optional, Protocol
 
 from .errors import Cancelled
 

@@ -58,7 +58,7 @@ def main() -> int:
                   "| level | model cIoU@0.5 | AUC | NSA | unaligned control | center prior | whole image |",
                   "|---|---|---|---|---|---|---|"]
         for lvl, r in m["localization"].items():
-            g = lambda name, key="ciou@0.5": r.get(name, {}).get("0.5", {}).get(key)  # noqa: E731
+            g = lambda name, key="ciou@0.5", r=r: r.get(name, {}).get("0.5", {}).get(key)  # noqa: E731
             lines.append(f"| {lvl} | {fmt(g('model'))} | {fmt(g('model', 'auc'))} | {fmt(g('model', 'nsa'))} | "
                          f"{fmt(g('unaligned_center'))} | {fmt(g('center_prior'))} | {fmt(g('whole_image'))} |")
         lines.append("")

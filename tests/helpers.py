@@ -18,9 +18,10 @@ webm: vp9 + opus, avi: mpeg4 + pcm).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import av
 import numpy as np

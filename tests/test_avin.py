@@ -11,9 +11,21 @@ import pytest
 import torch
 
 from avstudio.errors import CheckpointError
-from avstudio.nets.avin import (AVINConfig, AVINModel, ResNet18Trunk, adaptive_thresholds, alignment_loss,
-                                avin_config, induction_vectors, load_resnet18_weights, minmax01,
-                                pooled_scores, similarity_maps, soft_masks, visual_loss)
+from avstudio.nets.avin import (
+    AVINConfig,
+    AVINModel,
+    ResNet18Trunk,
+    adaptive_thresholds,
+    alignment_loss,
+    avin_config,
+    induction_vectors,
+    load_resnet18_weights,
+    minmax01,
+    pooled_scores,
+    similarity_maps,
+    soft_masks,
+    visual_loss,
+)
 from avstudio.nets.checkpoint import component_tensors, load_model, save_tensors
 
 
@@ -123,7 +135,7 @@ def _naive_objective(fv: torch.Tensor, fa: torch.Tensor, cfg: AVINConfig) -> tup
     ind = [[sum(p[d] for p in maps[b]) / N for d in range(D)] for b in range(B)]
 
     def cos(u, v):
-        return sum(a * b for a, b in zip(u, v)) / (math.sqrt(sum(a * a for a in u)) * math.sqrt(sum(b * b for b in v)))
+        return sum(a * b for a, b in zip(u, v, strict=True)) / (math.sqrt(sum(a * a for a in u)) * math.sqrt(sum(b * b for b in v)))
 
     SP = [[0.0] * B for _ in range(B)]
     SN = [[0.0] * B for _ in range(B)]
@@ -135,8 +147,8 @@ def _naive_objective(fv: torch.Tensor, fa: torch.Tensor, cfg: AVINConfig) -> tup
             tn = sorted(s)[kn - 1]
             mp = [sig((x - tp) / cfg.mask_temperature) for x in s]
             mn = [1 - sig((x - tn) / cfg.mask_temperature) for x in s]
-            SP[i][j] = sum(x * m for x, m in zip(s, mp)) / sum(mp)
-            SN[i][j] = sum(x * m for x, m in zip(s, mn)) / sum(mn)
+            SP[i][j] = sum(x * m for x, m in zip(s, mp, strict=True)) / sum(mp)
+            SN[i][j] = sum(x * m for x, m in zip(s, mn, strict=True)) / sum(mn)
     t = cfg.temperature
 
     def ce(logits, target):
@@ -146,7 +158,7 @@ def _naive_objective(fv: torch.Tensor, fa: torch.Tensor, cfg: AVINConfig) -> tup
     l_ind = sum(ce([SP[i][j] for i in range(B)] + [SN[i][j] for i in range(B)], j) for j in range(B)) / B
     lv = 0.5 * (l_img + l_ind)
     audio = [[float(v) for v in fa[b]] for b in range(B)]
-    d = [[sum((a - b) ** 2 for a, b in zip(ind[i], audio[j])) for j in range(B)] for i in range(B)]
+    d = [[sum((a - b) ** 2 for a, b in zip(ind[i], audio[j], strict=True)) for j in range(B)] for i in range(B)]
     wgt = [[1.0 if i == j else cos(ind[i], ind[j]) / (B - 1) for j in range(B)] for i in range(B)]
     rows = [max(0.0, sum(d[i][j] * wgt[i][j] for j in range(B)) + cfg.margin) for i in range(B)]
     cols = [max(0.0, sum(d[i][j] * wgt[i][j] for i in range(B)) + cfg.margin) for j in range(B)]

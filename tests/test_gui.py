@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -115,8 +114,8 @@ def open_clip(qtbot, w, path, analysed=True):
 
 
 def frame_index_of(w) -> int:
-    from helpers import decode_index
     from avstudio.gui.render import qimage_to_rgb
+    from helpers import decode_index
 
     return decode_index(qimage_to_rgb(w.view.frame))
 
@@ -573,7 +572,7 @@ def test_every_action_triggers_without_a_clip(qtbot, win, dialogs, monkeypatch):
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: ("", "")))
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: ""))
     skip = {"quit", "fullscreen", "load_model", "about", "open_demo"}
-    for group, acts in win.action_groups():
+    for _group, acts in win.action_groups():
         for a in acts:
             if a.objectName() not in skip:
                 a.trigger()

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_random_bytes, make_text, make_video
-
 from avstudio.data import library as libmod
-from avstudio.data.library import ClipLibrary, SCHEMA_VERSION
+from avstudio.data.library import SCHEMA_VERSION, ClipLibrary
 from avstudio.errors import Cancelled, DataError
+from helpers import make_random_bytes, make_text, make_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -473,7 +472,7 @@ def test_next_unannotated_order(tmp_path, lib, templates):
 
 def test_missing_and_moved_files_are_flagged_not_dropped(tmp_path, lib, templates):
     rows = lib_with_clips(lib, templates, tmp_path / "m", 4)
-    for r, n in zip(rows, (1, 2, 3, 4)):
+    for r, n in zip(rows, (1, 2, 3, 4), strict=True):
         lib.annotate(r.id, n)
     os.remove(rows[0].path)  # gone for good
     moved_to = tmp_path / "archive" / "deeper" / "renamed.mp4"

@@ -16,14 +16,36 @@ import numpy as np
 import pytest
 
 from avstudio.errors import MediaError
-from avstudio.media import (FrameIndexError, MediaInfo, Mp4Writer, SilentOutput, VideoReader,
-                            iter_audio, probe, read_audio, read_wav, write_mp4, write_wav)
-from avstudio.media import audio_out
+from avstudio.media import (
+    FrameIndexError,
+    MediaInfo,
+    Mp4Writer,
+    SilentOutput,
+    VideoReader,
+    audio_out,
+    iter_audio,
+    probe,
+    read_audio,
+    read_wav,
+    write_mp4,
+    write_wav,
+)
 from avstudio.media.video import _Cursor
-
-from helpers import (audio_signal, counter_freq, decode_index, dominant_freq, has_encoder,
-                     index_frame, make_audio_only, make_corrupt, make_empty,
-                     make_random_bytes, make_text, make_truncated, make_video)
+from helpers import (
+    audio_signal,
+    counter_freq,
+    decode_index,
+    dominant_freq,
+    has_encoder,
+    index_frame,
+    make_audio_only,
+    make_corrupt,
+    make_empty,
+    make_random_bytes,
+    make_text,
+    make_truncated,
+    make_video,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -457,7 +479,7 @@ def test_truncated_stream_yields_then_raises(media, name, fraction):
     with VideoReader(bad) as vr:
         got = []
         with pytest.raises(MediaError, match=r"stopped decoding at \d+\.\d\d s \(frame \d+ of ~100\)"):
-            for i, t, f in vr.frames():
+            for i, _t, f in vr.frames():
                 got.append((i, decode_index(f)))
         assert 20 < len(got) < 100
         assert all(i == j for i, j in got)  # what decodes is right
@@ -541,7 +563,7 @@ def test_streaming_memory_is_flat(long_clip):
     def frames(stop):
         def run():
             with VideoReader(long_clip) as vr:
-                for i, _, f in vr.frames(stop=stop):
+                for _i, _, f in vr.frames(stop=stop):
                     assert f.shape == (64, 64, 3)
         return run
 

@@ -5,7 +5,6 @@ import json
 import pickle
 import struct
 
-import numpy as np
 import pytest
 import torch
 
@@ -95,7 +94,7 @@ def _write_model(path):
 def test_checkpoint_round_trip(tmp_path):
     m = _write_model(tmp_path / "m.safetensors")
     b = load_model(tmp_path / "m.safetensors")
-    for (k, v), (k2, v2) in zip(m.state_dict().items(), b.av.state_dict().items()):
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), b.av.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
     assert b.counter is not None
     assert load_model(tmp_path).av is not None  # a folder holding the files
@@ -125,7 +124,7 @@ def test_checkpoint_refusals(tmp_path, monkeypatch):
         "empty": (with_card("empty.safetensors", b""), "empty"),
         "garbage": (with_card("garbage.safetensors", struct.pack("<Q", 10) + b"not json!!"), "safetensors"),
     }
-    for name, (path, word) in cases.items():
+    for _name, (path, word) in cases.items():
         with pytest.raises(CheckpointError, match=word):
             load_model(path)
     assert not (tmp_path / "PWNED").exists()  # nothing from the file was executed

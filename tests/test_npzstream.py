@@ -50,11 +50,11 @@ def test_analysis_streamed_matches_the_one_kept_in_memory(tmp_path):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from helpers import make_video
     from test_gui import make_tiny_model
 
     from avstudio.analysis.localize import analyze_clip
     from avstudio.nets.checkpoint import load_model
+    from helpers import make_video
 
     clip = make_video(tmp_path / "c.mp4", 40, size=(64, 48), audio_kind="noise")
     bundle = load_model(make_tiny_model(tmp_path / "m"))

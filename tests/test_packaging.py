@@ -46,7 +46,7 @@ def test_the_wheel_carries_the_model_and_resources_and_works_from_elsewhere(tmp_
         "                  'demo': str(demo_clip()), 'icon': resource('icons', 'play.svg').is_file(),\n"
         "                  'qss': resource('style.qss').is_file(), 'demo_ok': demo_clip().is_file()}))\n"
         "from avstudio.cli import main\n"
-        "sys.exit(main(['analyze', 'clip.mp4', '--out', 'out', '--quiet']))\n")
+        f"sys.exit(main(['analyze', {clip.name!r}, '--out', 'out', '--quiet']))\n")
     r = subprocess.run([sys.executable, "-c", check], cwd=elsewhere, env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr

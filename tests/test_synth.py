@@ -14,8 +14,15 @@ import pytest
 
 from avstudio.data import instruments
 from avstudio.data.manifest import ManifestRow, read_manifest, write_manifest
-from avstudio.data.synth import (CLASSES, SynthConfig, generate, load_ground_truth, render_clip,
-                                 render_source_audio, sidecar_paths)
+from avstudio.data.synth import (
+    CLASSES,
+    SynthConfig,
+    generate,
+    load_ground_truth,
+    render_clip,
+    render_source_audio,
+    sidecar_paths,
+)
 from avstudio.errors import Cancelled, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +150,7 @@ def test_counts_and_sounding_flags():
         stems = sorted(o["stem_index"] for o in clip.objects if o["sounding"])
         assert stems == list(range(n))
         snd_classes = {o["class_name"] for o in clip.objects if o["sounding"]}
-        for o, s in zip(clip.objects, clip.sounding):
+        for o, s in zip(clip.objects, clip.sounding, strict=True):
             assert o["sounding"] == bool(s)
             if not s:
                 assert o["stem_index"] is None and o["onsets"] == []

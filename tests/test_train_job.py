@@ -14,7 +14,6 @@ from avstudio.data.library import ClipLibrary
 from avstudio.errors import DataError
 from avstudio.progress import ProgressEvent
 from avstudio.train import job as J
-
 from helpers import make_video
 
 
@@ -57,7 +56,7 @@ def lib(tmp_path):
     clips = [make_video(tmp_path / f"c{i}.mp4", 4, size=(32, 32)) for i in range(4)]
     with ClipLibrary(tmp_path / "l.avlib") as lib:
         lib.import_files(clips)
-        for c, n in zip(lib.clips(order_by="path"), [1, 1, 2, 0]):
+        for c, n in zip(lib.clips(order_by="path"), [1, 1, 2, 0], strict=True):
             lib.annotate(c.id, n, unsure=(n == 2), who="t")
         yield lib
 

@@ -138,7 +138,7 @@ class HeatmapData:
                 out[name] = v.astype(maps_dtype if kind == "map" else np.float32)
         return out
 
-    def select(self, index: np.ndarray, frames: np.ndarray) -> "HeatmapData":
+    def select(self, index: np.ndarray, frames: np.ndarray) -> HeatmapData:
         """The records at positions ``index`` (with repeats), renumbered as ``frames``."""
         out = HeatmapData(k=self.k, frames=np.asarray(frames, np.int64), times=np.asarray(self.times)[index],
                           heatmaps=np.asarray(self.heatmaps)[index])
@@ -151,7 +151,7 @@ class HeatmapData:
         return int(len(self.frames))
 
     @staticmethod
-    def merge(parts: list["HeatmapData"]) -> Optional["HeatmapData"]:
+    def merge(parts: list[HeatmapData]) -> Optional[HeatmapData]:
         parts = [p for p in parts if p is not None and len(p)]
         if not parts:
             return None

@@ -14,18 +14,24 @@ source's mask. So "each sound's heatmap on its own object" is what is measured.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 
 from ..data.clips import audio_window
+from ..data.manifest import find_manifest, read_manifest
+from ..data.synth import load_ground_truth
 from ..errors import DataError
+from ..media import VideoReader, read_audio
 from ..nets.kmeans import best_matching
 from ..progress import ProgressFn, check_cancel, emit
 from . import metrics as M
+from .localize import predict_count
+from .separate import evaluate_separation
 
 
 @dataclass
@@ -38,21 +44,9 @@ class Sample:
     masks: np.ndarray  # bool [k, H, W] per sounding source (stem order)
 
 
-def find_manifest(data: str | Path) -> Path:
-    p = Path(data)
-    if p.is_dir():
-        p = p / "manifest.csv"
-    if not p.exists():
-        raise DataError(f"{data}: no manifest.csv (make a benchmark with `avstudio synth`)")
-    return p
-
-
 def load_samples(data: str | Path, cfg, frames_per_clip: int = 4, levels: Optional[Sequence[int]] = None,
                  max_clips: Optional[int] = None, progress: ProgressFn | None = None, cancel=None) -> list[Sample]:
     """Evaluation samples (frame, audio window, clean stems, masks) from a synth folder."""
-    from ..data.manifest import read_manifest
-    from ..data.synth import load_ground_truth
-    from ..media import VideoReader, read_audio
 
     rows = read_manifest(find_manifest(data))
     if levels:
@@ -151,9 +145,6 @@ def make_val_fn(data: str | Path, cfg, frames_per_clip: int = 2, max_clips: int 
 
 def evaluate(bundle, data: str | Path, frames_per_clip: int = 4, max_clips: Optional[int] = None,
              separation: bool = True, progress: ProgressFn | None = None, cancel=None) -> dict:
-    from ..data.manifest import read_manifest
-    from .localize import predict_count
-
     t0 = time.time()
     cfg = bundle.av.cfg
     samples = load_samples(data, cfg, frames_per_clip, max_clips=max_clips, progress=progress, cancel=cancel)
@@ -182,13 +173,8 @@ def evaluate(bundle, data: str | Path, frames_per_clip: int = 4, max_clips: Opti
             pred.append(n)
             emit(progress, "count", i + 1, len(rows))
         result["counting"] = M.counting_summary(true, pred)
-    if separation and getattr(bundle, "separator", None) is not None:
-        try:
-            from .separate import evaluate_separation
-        except ImportError:
-            evaluate_separation = None
-        if evaluate_separation is not None:
-            result["separation"] = evaluate_separation(bundle, data, max_clips=max_clips,
-                                                       progress=progress, cancel=cancel)
+    if separation and bundle.separator is not None:
+        result["separation"] = evaluate_separation(bundle, data, max_clips=max_clips, progress=progress,
+                                                   cancel=cancel)
     result["seconds"] = time.time() - t0
     return result

@@ -51,14 +51,12 @@ def overlay(frame: np.ndarray, heat: np.ndarray, colour: np.ndarray, outline: np
 
 @torch.no_grad()
 def gallery(bundle, data: str | Path, levels=(1, 2), clips: int = 4, size: int = 160) -> np.ndarray:
-    from ..data.manifest import read_manifest
-    from ..data.synth import load_ground_truth
-    from ..media import VideoReader
-    from .evaluate import find_manifest, load_samples  # noqa: F401
-    from .localize import _to_tensor_frames
     from ..data.clips import audio_window
-    from ..media import read_audio
+    from ..data.manifest import find_manifest, read_manifest
+    from ..data.synth import load_ground_truth
+    from ..media import VideoReader, read_audio
     from ..nets.kmeans import best_matching
+    from .localize import _to_tensor_frames
 
     av = bundle.av
     cfg = av.cfg

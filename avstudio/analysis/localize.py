@@ -19,10 +19,11 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ import torch
 from ..errors import AVStudioError, MediaError
 from ..media._common import show
 from ..nets.kmeans import best_matching, normalize  # noqa: F401  (re-exported, used before)
+from ..nets.separator import attend
 from ..progress import ProgressFn, check_cancel, emit
 
 
@@ -165,7 +167,7 @@ class _Prefetch:
     """
 
     def __init__(self, make_iter: Callable[[], object], depth: int):
-        self._q: "queue.Queue[tuple[str, object]]" = queue.Queue(maxsize=max(1, int(depth)))
+        self._q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=max(1, int(depth)))
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._run, args=(make_iter,), name="analysis-decode", daemon=True)
         self._th.start()
@@ -316,11 +318,10 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
     pending: list[tuple[int, float, np.ndarray]] = []
     # the separator's conditioning, computed here from the visual maps already at hand
     # (saves recomputing them from decoded frames when stems are wanted)
-    sep = getattr(bundle, "separator", None)
+    sep = bundle.separator
     attend_tau = None
     attended: list = []
-    if sep is not None and getattr(sep.cfg, "conditioning", None) == "attended":
-        from ..nets.separator import attend
+    if sep is not None and sep.cfg.conditioning == "attended":
         attend_tau = float(sep.cfg.attend_tau)
 
     def flush():

@@ -11,7 +11,7 @@ negative, so a heatmap that floods the frame cannot look good.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

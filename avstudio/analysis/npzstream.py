@@ -36,7 +36,7 @@ class NpzStreamWriter:
         self._shape: dict[str, tuple[int, ...]] = {}
         self.done = False
 
-    def __enter__(self) -> "NpzStreamWriter":
+    def __enter__(self) -> NpzStreamWriter:
         return self
 
     def __exit__(self, exc_type, *_):

@@ -177,7 +177,7 @@ def _import(args: argparse.Namespace) -> int:
     total = ImportReport()
     try:
         with _open(args.lib, create=args.create) as lib:
-            for p, kind in zip(args.paths, kinds):
+            for p, kind in zip(args.paths, kinds, strict=True):
                 if kind == "folder":
                     rep = lib.import_folder(p, recursive=args.recursive, progress=progress)
                 elif kind == "manifest":

@@ -56,9 +56,8 @@ def run(args) -> int:
     import json
 
     from ..errors import AVStudioError
-    from ..nets.separator import SeparatorConfig
     from ..progress import tqdm_progress
-    from ..train.separation import SepTrainConfig, SeparatorTrainer
+    from ..train.separation import SeparatorTrainer, SepTrainConfig
 
     for name in ("epochs", "steps", "batch"):
         if getattr(args, name) < 1:

@@ -10,13 +10,25 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from ..errors import AVStudioError
-from ..nets.config import AVConfig
+from ..errors import AVStudioError, MediaError
+from ..media import VideoReader, read_audio
+
+
+class ClipFormat(Protocol):
+    """What a clip is decoded to: the model's input sizes (``avstudio.nets.config.AVConfig`` is
+    one; the data layer needs only these, not the networks)."""
+
+    frame_size: int  # frames are resized to frame_size x frame_size
+    sample_rate: int  # audio rate
+    audio_seconds: float  # the audio window around a frame
+
+    @property
+    def audio_samples(self) -> int: ...
 
 
 @dataclass
@@ -36,10 +48,8 @@ class DecodedClip:
         return self.frames.nbytes + self.audio.nbytes
 
 
-def decode_clip(path: str, cfg: AVConfig, count: Optional[int] = None, max_seconds: float | None = None) -> DecodedClip:
+def decode_clip(path: str, cfg: ClipFormat, count: Optional[int] = None, max_seconds: float | None = None) -> DecodedClip:
     """Decode a whole clip at the model's frame size and sample rate (raises MediaError)."""
-    from ..media import VideoReader, read_audio
-
     S = cfg.frame_size
     frames = []
     with VideoReader(path) as vr:
@@ -48,15 +58,13 @@ def decode_clip(path: str, cfg: AVConfig, count: Optional[int] = None, max_secon
         for _, _, rgb in vr.frames(0, stop, size=(S, S)):
             frames.append(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
     if not frames:
-        from ..errors import MediaError
-
         raise MediaError(f"{path}: no video frames could be decoded")
     end = len(frames) / fps
     audio = read_audio(path, cfg.sample_rate, 0.0, end).astype(np.float32)
     return DecodedClip(path, np.stack(frames), audio, fps, count)
 
 
-def audio_window(audio: np.ndarray, center_s: float, cfg: AVConfig) -> np.ndarray:
+def audio_window(audio: np.ndarray, center_s: float, cfg: ClipFormat) -> np.ndarray:
     """The ``cfg.audio_seconds`` window centred on ``center_s`` (zero-padded at the clip edges)."""
     n = cfg.audio_samples
     start = int(round(center_s * cfg.sample_rate)) - n // 2
@@ -85,7 +93,7 @@ class ClipWindows(torch.utils.data.Dataset):
     collate function drops it and the failure is counted in ``failures``).
     """
 
-    def __init__(self, rows: Sequence, cfg: AVConfig, moments: int = 2, seed: int = 0,
+    def __init__(self, rows: Sequence, cfg: ClipFormat, moments: int = 2, seed: int = 0,
                  cache_bytes: int = 4 << 30, max_seconds: float | None = None,
                  shared: Optional[dict] = None):
         self.paths = [r.path for r in rows]

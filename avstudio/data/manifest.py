@@ -150,3 +150,13 @@ def rows_by_count(rows: Iterable[ManifestRow]) -> dict[Optional[int], list[Manif
     for r in rows:
         out.setdefault(r.count, []).append(r)
     return out
+
+
+def find_manifest(data: str | Path) -> Path:
+    """``DATA/manifest.csv`` of a benchmark folder (or DATA itself, a manifest file)."""
+    p = Path(data)
+    if p.is_dir():
+        p = p / "manifest.csv"
+    if not p.exists():
+        raise DataError(f"{data}: no manifest.csv (make a benchmark with `avstudio synth`)")
+    return p

@@ -12,9 +12,19 @@ from typing import Optional
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QProgressBar, QSlider,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from . import style
 from .overlay import THRESHOLD_MODES, OverlaySettings, cluster_colour
@@ -58,7 +68,7 @@ class Swatch(QToolButton):
 class TrackRow:
     """Widgets of one track in the grid."""
 
-    def __init__(self, panel: "ClusterPanel", name: str, label: str, colour: Optional[tuple[int, int, int]],
+    def __init__(self, panel: ClusterPanel, name: str, label: str, colour: Optional[tuple[int, int, int]],
                  cluster: Optional[int], exportable: bool):
         self.name, self.cluster = name, cluster
         self.swatch: Optional[Swatch] = Swatch(colour) if colour is not None else None
@@ -240,7 +250,7 @@ class ClusterPanel(QWidget):
         s.threshold_mode = self.mode.currentData()
         s.threshold = self.threshold.value() / 100.0
         s.normalize = self.normalize.isChecked()
-        for name, row in self.rows.items():
+        for row in self.rows.values():
             if row.cluster is not None and row.swatch is not None:
                 while len(s.visible) <= row.cluster:
                     s.visible.append(True)

@@ -27,7 +27,7 @@ class FrameCache:
 
     def __init__(self, max_bytes: int = 512 * 1024 * 1024):
         self.max_bytes = int(max_bytes)
-        self._d: "OrderedDict[int, QImage]" = OrderedDict()
+        self._d: OrderedDict[int, QImage] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.generation = 0  # bumped when the display size changes

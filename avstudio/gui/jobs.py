@@ -14,7 +14,8 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 from PySide6.QtCore import QThread, Signal
@@ -22,7 +23,10 @@ from PySide6.QtCore import QThread, Signal
 from ..errors import AVStudioError, Cancelled
 from ..progress import ProgressEvent, check_cancel
 
-_live_jobs: set["Job"] = set()
+if TYPE_CHECKING:
+    from ..analysis.cache import HeatmapData
+
+_live_jobs: set[Job] = set()
 
 
 class Job(QThread):
@@ -230,13 +234,7 @@ def fill_slots(data: HeatmapData, start: int, stop: int) -> HeatmapData:
 # ------------------------------------------------------------------------ separation adapter
 
 def separation_available(bundle) -> bool:
-    if bundle is None or getattr(bundle, "separator", None) is None:
-        return False
-    try:
-        from ..analysis import separate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return bundle is not None and bundle.separator is not None
 
 
 def separate_fn(bundle, path: str, cache, k: int, fps: float, progress=None, cancel=None):

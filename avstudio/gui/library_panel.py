@@ -22,15 +22,31 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QBrush, QColor, QFont, QKeySequence, QUndoCommand, QUndoStack
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDockWidget, QFileDialog, QHBoxLayout,
-                               QHeaderView, QLabel, QLineEdit, QMenu, QMessageBox, QProgressBar,
-                               QPushButton, QStackedWidget, QTableView, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..errors import AVStudioError
 from ..progress import check_cancel, emit
@@ -63,6 +79,7 @@ COLUMNS = [  # key, header, tooltip
     ("missing", "File", "Whether the file is where the library says"),
 ]
 COL = {k: i for i, (k, _, _) in enumerate(COLUMNS)}
+_ROOT = QModelIndex()  # the table's (invalid) root index
 
 FILTERS = [  # label, filter, stage
     ("All clips", None, None),
@@ -110,10 +127,10 @@ class ClipTableModel(QAbstractTableModel):
         self._italic.setItalic(True)
 
     # -- Qt model API ----------------------------------------------------------------------
-    def rowCount(self, parent=QModelIndex()) -> int:
+    def rowCount(self, parent=_ROOT) -> int:
         return 0 if parent.isValid() else len(self.rows)
 
-    def columnCount(self, parent=QModelIndex()) -> int:
+    def columnCount(self, parent=_ROOT) -> int:
         return 0 if parent.isValid() else len(COLUMNS)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
@@ -244,7 +261,7 @@ class AnnotateCommand(QUndoCommand):
     ``after``: the row the change wrote (already written when the command is pushed).
     """
 
-    def __init__(self, panel: "LibraryPanel", clip_id: int, before: Optional[int], after: Optional[int],
+    def __init__(self, panel: LibraryPanel, clip_id: int, before: Optional[int], after: Optional[int],
                  text: str):
         super().__init__(text)
         self.panel, self.clip_id, self.before, self.after = panel, clip_id, before, after

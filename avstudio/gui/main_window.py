@@ -16,16 +16,33 @@ from typing import Optional
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QProgressDialog, QStyle, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressDialog,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..assets import demo_clip
 from ..errors import AVStudioError
 from . import style
 from .clusters import ClusterPanel
 from .frames import FrameCache, FrameServer, ProxyBuilder, ProxyStore, proxy_size
-from .jobs import (AnalysisScheduler, Job, load_audio_fn, load_model_fn, pixel_sound_fn,
-                   separate_fn, separation_available, stop_all_jobs)
+from .jobs import (
+    AnalysisScheduler,
+    Job,
+    load_audio_fn,
+    load_model_fn,
+    pixel_sound_fn,
+    separate_fn,
+    separation_available,
+    stop_all_jobs,
+)
 from .mixer import Mixer
 from .overlay import THRESHOLD_MODES, OverlaySettings, cluster_colour, heat_at
 from .render import OverlayCache, make_overlay

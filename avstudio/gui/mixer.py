@@ -203,7 +203,7 @@ class Mixer:
         """Media time being heard when the output has played ``heard_samples`` samples."""
         with self._lock:
             log = list(self._log)
-            epoch, epoch_start, pos, speed = self._epoch, self._epoch_start, self._pos, self._speed
+            epoch, epoch_start, pos = self._epoch, self._epoch_start, self._pos
         if not log:
             return epoch_start if epoch else pos
         # the last block that starts at or before the heard position

@@ -59,7 +59,7 @@ def top_up() -> int:
         return 0
     added = 0
     with _lock:
-        for obj, base in zip(_SINGLETONS, bases):
+        for obj, base in zip(_SINGLETONS, bases, strict=True):
             rc = _refcnt(obj)
             deficit = base - rc.value
             if deficit > 0:
@@ -109,4 +109,4 @@ def current_deficit() -> Optional[int]:
     bases = _state["baselines"]
     if bases is None:
         return None
-    return max(base - _refcnt(obj).value for obj, base in zip(_SINGLETONS, bases))
+    return max(base - _refcnt(obj).value for obj, base in zip(_SINGLETONS, bases, strict=True))

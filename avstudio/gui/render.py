@@ -17,7 +17,6 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPen
 
 from .overlay import OverlaySettings, cluster_colour, cluster_maps, compose_overlay, contour_segments
 
-
 #: outlines of very noisy maps are not drawn (they would hide the frame and cost time)
 MAX_OUTLINE_SEGMENTS = 600
 HALO_MAX_SEGMENTS = 250
@@ -65,7 +64,7 @@ class OverlayCache:
 
     def __init__(self, size: int = 160):
         self.size = int(size)
-        self._d: "OrderedDict[tuple, object]" = OrderedDict()
+        self._d: OrderedDict[tuple, object] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key):

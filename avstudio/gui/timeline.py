@@ -8,9 +8,8 @@ single hot spot), over a strip that shows which frames are analysed (teal) or pe
 
 from __future__ import annotations
 
-from typing import Optional
-
 import sys
+from typing import Optional
 
 import numpy as np
 
@@ -46,7 +45,7 @@ AXIS_WIDTH = 56
 class SeekViewBox(pg.ViewBox):
     """Left click/drag seeks; the wheel zooms time only; right drag pans time."""
 
-    def __init__(self, timeline: "TimelineWidget", **kw):
+    def __init__(self, timeline: TimelineWidget, **kw):
         super().__init__(**kw)
         self.timeline = timeline
         self.setMouseEnabled(x=True, y=False)

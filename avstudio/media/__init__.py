@@ -4,8 +4,8 @@ See docs/media.md. Every problem with a user's file raises :class:`avstudio.erro
 """
 
 from ..errors import MediaError
-from .audio_out import AudioOutput, SilentOutput, SoundDeviceOutput, list_output_devices, open_output
 from .audio import iter_audio, read_audio, read_wav, write_wav
+from .audio_out import AudioOutput, SilentOutput, SoundDeviceOutput, list_output_devices, open_output
 from .probe import MediaInfo, probe
 from .video import FrameIndexError, VideoReader
 from .writer import Mp4Writer, write_mp4

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
-from typing import Iterator, Optional
+from typing import Optional
 
 import av
 
 from ..errors import MediaError
+
 
 def show(path) -> str:
     """How a path appears in messages: the name as given, quoted."""
@@ -51,7 +53,7 @@ def check_file(path) -> str:
     return p
 
 
-def open_input(path) -> "av.container.InputContainer":
+def open_input(path) -> av.container.InputContainer:
     """Open a media file for reading; every failure is one MediaError naming the file."""
     p = check_file(path)
     try:

@@ -11,9 +11,10 @@ import math
 import os
 import struct
 import wave
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import av
 import numpy as np
@@ -115,7 +116,7 @@ def _resampled(container, stream, sr: int, path, state: dict) -> Iterator[tuple[
         yield got
 
 
-def _drop_samples(frame: "av.AudioFrame", n: int) -> "av.AudioFrame":
+def _drop_samples(frame: av.AudioFrame, n: int) -> av.AudioFrame:
     """A copy of ``frame`` without its first ``n`` samples."""
     arr = frame.to_ndarray()
     channels = frame.layout.nb_channels if hasattr(frame.layout, "nb_channels") else len(frame.layout.channels)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import numpy as np
 

@@ -10,8 +10,7 @@ from typing import Any, Optional
 import av
 
 from ..errors import MediaError
-from ._common import (audio_stream, check_file, open_input, reason, show, stream_fps,
-                      video_stream)
+from ._common import audio_stream, check_file, open_input, reason, show, stream_fps, video_stream
 
 #: Files up to this size are demuxed (not decoded) in full by :func:`probe` to count frames
 #: exactly and to notice truncation; bigger files get an estimate from duration x fps.

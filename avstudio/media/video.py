@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
+from collections.abc import Iterator
 from fractions import Fraction
-from typing import Iterator, Optional
+from typing import Optional
 
 import av
 import numpy as np
@@ -31,7 +32,7 @@ class FrameIndexError(MediaError, IndexError):
     """A frame index or time outside the clip."""
 
 
-def _to_rgb(frame: "av.VideoFrame", size: Size, rotation: int) -> np.ndarray:
+def _to_rgb(frame: av.VideoFrame, size: Size, rotation: int) -> np.ndarray:
     """RGB uint8 ``[H, W, 3]`` of a decoded frame, rotated for display, resized to ``size``."""
     kw = {}
     if size is not None:
@@ -51,7 +52,7 @@ def _to_rgb(frame: "av.VideoFrame", size: Size, rotation: int) -> np.ndarray:
 class _Cursor:
     """One open container and decoder, positioned somewhere in the video stream."""
 
-    def __init__(self, reader: "VideoReader"):
+    def __init__(self, reader: VideoReader):
         self.r = reader
         self.container = open_input(reader.path)
         self.vs = video_stream(self.container)
@@ -63,13 +64,13 @@ class _Cursor:
             except Exception:
                 pass
         self._it: Optional[Iterator] = None
-        self.last: Optional[tuple[int, "av.VideoFrame"]] = None
+        self.last: Optional[tuple[int, av.VideoFrame]] = None
         self.eof = False
         self.stop_reason: Optional[str] = None
         self._keyframes: Optional[list[int]] = None
 
     # -- decoding
-    def _frames(self) -> Iterator["av.VideoFrame"]:
+    def _frames(self) -> Iterator[av.VideoFrame]:
         demux = self.container.demux(self.vs)
         errors = 0
         while True:
@@ -92,7 +93,7 @@ class _Cursor:
                 errors = 0
                 yield f
 
-    def read(self) -> Optional[tuple[int, "av.VideoFrame"]]:
+    def read(self) -> Optional[tuple[int, av.VideoFrame]]:
         """The next decoded frame as ``(index, frame)``, or None at the end."""
         if self.eof:
             return None
@@ -193,10 +194,10 @@ class VideoReader:
         self.size = tuple(size) if size is not None else None
         self.threads = threads
         self._cursor: Optional[_Cursor] = None
-        self._cache: Optional[tuple[int, "av.VideoFrame"]] = None
+        self._cache: Optional[tuple[int, av.VideoFrame]] = None
         # recently decoded frames (decoder's own format, e.g. yuv420p): stepping backwards
         # after a seek + decode-forward finds them here instead of decoding the GOP again
-        self._recent: "OrderedDict[int, av.VideoFrame]" = OrderedDict()
+        self._recent: OrderedDict[int, av.VideoFrame] = OrderedDict()
         self._recent_bytes = 0
         self.cache_bytes = int(cache_mb * 1024 * 1024)
         self._closed = False
@@ -210,7 +211,7 @@ class VideoReader:
         self._expected = int(self.info._extra.get("expected_frames") or self.info.frame_count)
 
     # -- context manager
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -308,7 +309,7 @@ class VideoReader:
             return kf <= last_pts  # a seek would land on a keyframe before where we are
         return index - last[0] <= self.forward_limit_frames
 
-    def _decode_to(self, index: int) -> "av.VideoFrame":
+    def _decode_to(self, index: int) -> av.VideoFrame:
         """The frame shown at ``index``: the decoded frame with the largest index <= ``index``."""
         cur = self._get_cursor()
         last = cur.last
@@ -342,7 +343,7 @@ class VideoReader:
                 return found
         raise self._truncated(None, "no frame decoded")  # pragma: no cover - final never None
 
-    def _remember(self, index: int, frame: "av.VideoFrame") -> None:
+    def _remember(self, index: int, frame: av.VideoFrame) -> None:
         if self.cache_bytes <= 0 or index in self._recent:
             return
         try:

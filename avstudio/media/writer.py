@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import av
 import numpy as np
@@ -104,7 +105,7 @@ class Mp4Writer:
             raise MediaError(f"cannot write {show(self.path)}: {reason(exc)}") from None
 
     # -- context manager
-    def __enter__(self) -> "Mp4Writer":
+    def __enter__(self) -> Mp4Writer:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

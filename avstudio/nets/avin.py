@@ -36,9 +36,10 @@ from a torchvision-format weights file the user already has (:func:`load_resnet1
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -84,7 +85,7 @@ class AVINConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AVINConfig":
+    def from_dict(cls, d: dict[str, Any]) -> AVINConfig:
         check_config(cls, d)
         known = {f.name for f in fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
@@ -442,9 +443,9 @@ def read_resnet18_weights(path: str | Path) -> dict[str, torch.Tensor]:
     except OSError as exc:
         raise CheckpointError(f"{p}: cannot read the file ({exc.strerror or exc})") from None
     if len(head) > 8 and head[8:9] == b"{":  # safetensors: 8-byte header length, then JSON
-        from .checkpoint import _sniff
+        from .files import sniff
 
-        _sniff(p)
+        sniff(p)
         from safetensors.torch import load_file
 
         try:

@@ -72,7 +72,7 @@ class AVConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AVConfig":
+    def from_dict(cls, d: dict[str, Any]) -> AVConfig:
         check_config(cls, d)
         known = {f.name for f in fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
@@ -96,7 +96,7 @@ class CounterConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CounterConfig":
+    def from_dict(cls, d: dict[str, Any]) -> CounterConfig:
         check_config(cls, d)
         known = {f.name for f in fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import register_component
 from .config import SAMPLE_RATE
 
 
@@ -64,7 +63,7 @@ class SeparatorConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SeparatorConfig":
+    def from_dict(cls, d: dict[str, Any]) -> SeparatorConfig:
         from .config import check_config
 
         check_config(cls, d)
@@ -158,7 +157,7 @@ def warp_matrices(cfg: SeparatorConfig) -> tuple[torch.Tensor, torch.Tensor]:
     lin = np.arange(L, dtype=np.float64)
     spacing = np.gradient(pos)
     W = np.zeros((cfg.n_bins, L))
-    for i, (p, s) in enumerate(zip(pos, spacing)):
+    for i, (p, s) in enumerate(zip(pos, spacing, strict=True)):
         half = max(1.0, s)
         w = np.clip(1.0 - np.abs(lin - p) / half, 0.0, None)
         W[i] = w / w.sum()
@@ -328,16 +327,5 @@ class Separator(nn.Module):
     def frames_of(self, n_samples: int) -> int:
         return n_samples // self.cfg.hop_length + 1
 
-
-def _register() -> None:
-    # checkpoint._builtin_builders() registers the built-in components only while its table is
-    # empty: fill it first, so that importing this module before load_model() loses nothing
-    from . import checkpoint
-
-    checkpoint._builtin_builders()
-    register_component("sep", lambda cfg, comps: Separator(SeparatorConfig.from_dict(cfg)))
-
-
-_register()
 
 __all__ = ["Separator", "SeparatorConfig", "UNet", "attend", "attention_maps", "warp_matrices", "warp_positions"]

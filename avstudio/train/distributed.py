@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 import os
 import socket
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch

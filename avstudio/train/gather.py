@@ -22,7 +22,8 @@ B/N equals one single-process step of batch B up to float rounding (tests/test_d
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -46,7 +47,7 @@ def all_gather_rows(x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
     if x.shape[0] < m:
         x = torch.cat([x, x.new_zeros((m - x.shape[0],) + tuple(x.shape[1:]))])
     parts = all_gather(x.contiguous())
-    return torch.cat([p[:n] for p, n in zip(parts, sizes)])
+    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)])
 
 
 def gathered_contrastive_loss(model, frames: torch.Tensor, wave: torch.Tensor, k: int,

@@ -30,9 +30,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, TextIO
+from typing import Any, Optional, TextIO
 
 from ..errors import DataError
 from ..progress import ProgressEvent
@@ -179,7 +180,7 @@ class FinetuneSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FinetuneSpec":
+    def from_dict(cls, d: dict[str, Any]) -> FinetuneSpec:
         known = set(cls.__dataclass_fields__)
         kw = {k: v for k, v in d.items() if k in known}
         kw.setdefault("library", "")
@@ -338,7 +339,7 @@ class TrainProcess:
 
     @classmethod
     def start(cls, argv: list[str], run_dir: os.PathLike | str, nice: int = 5,
-              env: Optional[dict[str, str]] = None) -> "TrainProcess":
+              env: Optional[dict[str, str]] = None) -> TrainProcess:
         run = Path(run_dir)
         run.mkdir(parents=True, exist_ok=True)
         with open(run / PROGRESS_FILE, "ab") as out, open(run / LOG_FILE, "ab") as err:
@@ -361,7 +362,7 @@ class TrainProcess:
         return cls(run, p.pid, p, argv)
 
     @classmethod
-    def attach(cls, run_dir: os.PathLike | str) -> Optional["TrainProcess"]:
+    def attach(cls, run_dir: os.PathLike | str) -> Optional[TrainProcess]:
         """The training process of this run folder if it is still running (else None)."""
         run = Path(run_dir)
         try:

@@ -9,8 +9,9 @@ checkpoint; a finished run is left as it is; a folder of a run with other settin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from ..errors import DataError
 from ..nets.checkpoint import load_state, load_tensors

@@ -39,28 +39,27 @@ budget shared out over the stages. A run folder holds::
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import AVStudioError, Cancelled, CheckpointError, DataError
-from .resume import finished_run, load_checkpoint, trim_history
-from ..nets.checkpoint import (card_path, component_tensors, load_model,
-                               save_tensors)
+from ..nets.checkpoint import card_path, component_tensors, load_model, save_tensors
+from ..nets.files import file_sha256, weights_sha256
 from ..nets.kmeans import best_matching, normalize
 from ..nets.separator import Separator, SeparatorConfig
 from ..progress import ProgressFn, emit
+from .resume import finished_run, load_checkpoint, trim_history
 from .trainer import _load_opt, _opt_tensors
 
 
@@ -389,26 +388,6 @@ def validate(model: Separator, pairs: Sequence[tuple[PreparedClip, PreparedClip]
         return {}
     return {"si_sdr": float(np.mean(est_s)), "si_sdr_mix": float(np.mean(mix_s)),
             "si_sdr_improvement": float(np.mean(est_s) - np.mean(mix_s)), "n": len(est_s)}
-
-
-def weights_sha256(module: torch.nn.Module) -> str:
-    """Identity of a module's weights (names, dtypes, shapes, bytes; sorted): the AV model's
-    visual space, whatever file it was loaded from (a localizer whose counter was refitted
-    keeps the same encoders and the same identity)."""
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        t = v.detach().to("cpu").contiguous()
-        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return h.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- the trainer -----------------------------------------------------------------------------------
@@ -742,5 +721,4 @@ class SeparatorTrainer:
 
 
 __all__ = ["SepTrainConfig", "SeparatorTrainer", "SepTrainResult", "make_batch", "prepare_clip",
-           "separation_loss", "SynthSource", "ManifestSource", "validate", "si_sdr", "weights_sha256",
-           "file_sha256"]
+           "separation_loss", "SynthSource", "ManifestSource", "validate", "si_sdr"]

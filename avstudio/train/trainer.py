@@ -26,25 +26,26 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
+from ..analysis.localize import predict_count
 from ..data.clips import ClipWindows, augment_frames, collate_windows
 from ..data.lazy_manifest import count_values, is_lazy, labelled_rows, present_counts, rows_with_count
 from ..errors import Cancelled, CheckpointError, DataError
-from .resume import finished_run, load_checkpoint, trim_history
-from ..nets.checkpoint import (component_tensors, load_model,
-                               save_tensors)
+from ..nets.checkpoint import component_tensors, load_model, save_tensors
 from ..nets.config import AVConfig, CounterConfig
 from ..nets.counter import Counter, rate_to_count
 from ..nets.model import AVModel
 from ..progress import ProgressFn, emit
 from . import distributed as D
 from .gather import GatheredContrastive
+from .resume import finished_run, load_checkpoint, trim_history
 
 
 @dataclass
@@ -109,7 +110,7 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def set_lr(opt: torch.optim.Optimizer, tcfg: "TrainConfig", progress: float) -> None:
+def set_lr(opt: torch.optim.Optimizer, tcfg: TrainConfig, progress: float) -> None:
     """The stage's learning rate at ``progress`` (0..1): cosine from lr down to lr/10, or constant."""
     lr = tcfg.lr
     if tcfg.schedule == "cosine":
@@ -130,8 +131,6 @@ def grade_rows(rows: Sequence[Row], init_bundle=None, cfg: AVConfig | None = Non
         raise DataError(f"{len(unknown)} clip(s) have no source count (e.g. {unknown[0].path}) and "
                         "there is no counter to predict it: label them, or pass --init with a model "
                         "that has a counter")
-    from ..analysis.localize import predict_count
-
     out = []
     for i, r in enumerate(rows):
         if r.count is None:
