@@ -17,16 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import make_video
-
-from avstudio.analysis import metrics as M
 from avstudio.analysis import box_eval as BE
+from avstudio.analysis import metrics as M
 from avstudio.analysis.box_eval import evaluate_boxes, frame_sample, library_samples, score_frame
 from avstudio.data.boxes import gt_map, make_box
 from avstudio.data.library import ClipLibrary
 from avstudio.errors import DataError
 from avstudio.media import VideoReader, read_audio, write_wav
 from avstudio.nets.checkpoint import ModelBundle, load_model
+from helpers import make_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,7 +131,7 @@ def make_testset(folder: Path, lib_path: Path, cfg, fmt: str, annotators: int = 
                 for b in bx:
                     el = ET.SubElement(obj, "bbox")
                     ET.SubElement(el, "label").text = str(a + 1)
-                    for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), b.as_list()):
+                    for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), b.as_list(), strict=True):
                         ET.SubElement(el, tag).text = str(int(round(v * 256)))
             ET.ElementTree(root).write(ann / f"{k}.xml")
     return ids
@@ -154,7 +153,7 @@ def test_testsets_in_both_layouts_score_as_the_library(model, boxed, tmp_path):
     # Flickr: boxes on the 256 grid of pixels; two annotators who agree give the union map
     make_testset(tmp_path / "fl2", boxed / "lib.avlib", cfg, "flickr", annotators=2)
     fl2 = evaluate_boxes([model], lambda c: BE.testset_samples(tmp_path / "fl2", "flickr", c), {})
-    for a, b in zip(by_frame(fl2), by_frame(lib_res)):
+    for a, b in zip(by_frame(fl2), by_frame(lib_res), strict=True):
         for how in M.BINARISATIONS:
             assert a[how]["ciou"] == pytest.approx(b[how]["ciou"], abs=0.02)
     # one annotator: every box weighs 0.5 (the consensus rule): the whole image scores A/2 / (A/2 + N - A)
@@ -182,9 +181,9 @@ def test_testset_missing_files_are_skipped_and_bad_layouts_named(model, boxed, t
 
 
 def test_avin_model_is_scored_too(model, boxed):
-    from avstudio.nets.avin import AVINModel, avin_config
-
     import torch
+
+    from avstudio.nets.avin import AVINModel, avin_config
 
     torch.manual_seed(0)
     avin = ModelBundle(avin=AVINModel(avin_config("small")).eval(), name="avin-small")

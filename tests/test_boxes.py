@@ -17,13 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import make_video
-
-from avstudio.data.box_formats import (detect_format, export_boxes, import_boxes, middle_frame,
-                                       read_flickr, read_vggss)
+from avstudio.data.box_formats import detect_format, export_boxes, import_boxes, middle_frame, read_flickr, read_vggss
 from avstudio.data.boxes import Box, gt_map, hit_test, make_box
 from avstudio.data.library import SCHEMA_VERSION, ClipLibrary
 from avstudio.errors import DataError
+from helpers import make_video
 
 REPO = Path(__file__).resolve().parents[1]
 

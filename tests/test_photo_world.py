@@ -128,7 +128,7 @@ def _fake_bank(root: Path) -> dict:
     pics.mkdir(parents=True)
     noises.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for i, name in enumerate(["alpha", "beta", "gamma", "delta", "mute", "broken_png", "broken_ogg"]):
+    for name in ["alpha", "beta", "gamma", "delta", "mute", "broken_png", "broken_ogg"]:
         img = np.zeros((60, 60, 4), np.uint8)
         img[10:50, 10:50, :3] = rng.integers(0, 255, 3)
         img[10:50, 10:50, 3] = 255

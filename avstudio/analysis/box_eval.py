@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -282,7 +283,7 @@ def evaluate_boxes(bundles: Sequence[Any], make_samples: Callable[[Any], BoxEval
     groups = _group(samples)
     base = baseline_scores(samples)
     models = []
-    for lab, b, net, path in zip(labels, bundles, nets, list(paths or [None] * len(bundles))):
+    for lab, b, net, path in zip(labels, bundles, nets, list(paths or [None] * len(bundles)), strict=True):
         mine = reports[input_key(net)].samples
         if [(s.clip, s.frame_index) for s in mine] != [(s.clip, s.frame_index) for s in samples]:
             raise DataError(f"model {lab} could not read the same frames as model {labels[0]}")
@@ -335,7 +336,7 @@ def table_markdown(result: dict[str, Any]) -> str:
         out.append("| clip | frames | " + " | ".join(c[0] for c in cols) + " |")
         out.append("|---|---|" + "---|" * len(cols))
 
-        def cell(block: dict[str, Any], name: str) -> str:
+        def cell(block: dict[str, Any], name: str, how: str = how) -> str:
             v = block.get(name, {}).get(how)
             if v is None:
                 return "–"

@@ -51,6 +51,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 from ..errors import AVStudioError, DataError, MediaError
 from ..progress import CancelToken, ProgressFn, check_cancel, emit
 from .library_boxes import MIGRATION_V3, BoxStore
+from .stamps import default_who as _default_who
+from .stamps import now_iso
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -270,11 +272,6 @@ class RefreshReport:
 # ---------------------------------------------------------------- helpers
 
 
-def now_iso() -> str:
-    """UTC timestamp as stored in the library (ISO 8601, milliseconds, ``Z``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def content_hash(path: PathLike, size: Optional[int] = None) -> str:
     """Fast fingerprint of a file: sha256 of its first and last MiB and its size (hex).
 
@@ -302,13 +299,6 @@ def is_media_file(path: PathLike) -> bool:
 
 def stage_name(count: Optional[int]) -> Optional[str]:
     return None if count is None else f"C{int(count)}"
-
-
-def _default_who() -> str:
-    try:
-        return getpass.getuser() or "unknown"
-    except Exception:  # no user name in this environment
-        return "unknown"
 
 
 def _abspath(path: PathLike) -> str:

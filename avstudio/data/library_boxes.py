@@ -16,6 +16,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from ..errors import DataError
 from .boxes import Box, BoxFrame, check_rule, make_box
+from .stamps import default_who, now_iso
 
 #: Appended to ``MIGRATIONS`` as the step from schema v2 to v3.
 MIGRATION_V3 = """
@@ -134,8 +135,6 @@ class BoxStore:
 
     def _insert_revision(self, conn: sqlite3.Connection, clip_id: int, frame: int, time: float,
                          rule: str, boxes: Sequence[Box], who: str) -> int:
-        from .library import now_iso
-
         cur = conn.execute(
             "INSERT INTO box_revisions (clip_id, frame, time, map_rule, who, created_at) "
             "VALUES (?,?,?,?,?,?)", (clip_id, frame, time, rule, who, now_iso()))
@@ -178,10 +177,8 @@ class BoxStore:
         revision id now current; writes nothing (and returns the current id, or None for a
         frame without boxes) when the frame already holds exactly these boxes.
         """
-        from .library import _default_who
-
         bx = self._checked_boxes(boxes)
-        who = (who or _default_who()).strip() or _default_who()
+        who = (who or default_who()).strip() or default_who()
         with self._write() as conn:
             clip = self._clip_for_boxes(conn, clip_id)
             fi, t = self.check_frame(clip, frame, time)
@@ -206,9 +203,7 @@ class BoxStore:
         end raises :class:`DataError` naming the entry and nothing is written. Returns
         ``(frames written, frames that already held these boxes)``.
         """
-        from .library import _default_who
-
-        default_who = (who or _default_who()).strip() or _default_who()
+        default_who = (who or default_who()).strip() or default_who()
         prepared = []
         for clip_id, frame, time, boxes, rule, w, where in items:
             prepared.append((clip_id, frame, time, self._checked_boxes(boxes), check_rule(rule),
@@ -249,9 +244,7 @@ class BoxStore:
         per action, the revision that was current before it and calls this. Restoring what is
         already current writes nothing. Returns the frame's boxes now (None: no boxes).
         """
-        from .library import _default_who
-
-        who = (who or _default_who()).strip() or _default_who()
+        who = (who or default_who()).strip() or default_who()
         with self._write() as conn:
             clip = self._clip_for_boxes(conn, clip_id)
             cid = int(clip["id"])

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import DataError
 from . import photo_bank as pb
+from .synth_clip import SynthClip, parse_size
 
 FORMAT = "avstudio-synth/1"
 WORLD = "photo"
@@ -70,8 +71,6 @@ class PhotoConfig:
     world: str = WORLD
 
     def __post_init__(self) -> None:
-        from .synth import parse_size
-
         self.size = parse_size(self.size)
         ns = self.n_sources
         self.n_sources = tuple(int(x) for x in (ns if isinstance(ns, (tuple, list)) else (ns,)))
@@ -450,8 +449,6 @@ def render_photo_clip(seed: int, index: int, n_sources: Optional[int] = None,
     (For the tests only: ``_background`` replaces the photograph by a flat grey of that level,
     everything else unchanged; ``_layers`` receives the occluder's coverage [T, H, W].)"""
     from .instruments import render_source
-    from .synth import SynthClip
-
     cfg = config or PhotoConfig()
     if n_sources is None:
         n_sources = cfg.n_sources[index % len(cfg.n_sources)]

@@ -60,9 +60,9 @@ ANNOTATION_KEYS["annotate_unsure"] = "?"
 
 
 def default_who() -> str:
-    from ..data.library import _default_who
+    from ..data.stamps import default_who as login_name
 
-    return os.environ.get("AVSTUDIO_WHO") or _default_who()
+    return os.environ.get("AVSTUDIO_WHO") or login_name()
 
 
 # ---------------------------------------------------------------------------- the table
