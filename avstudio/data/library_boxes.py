@@ -16,7 +16,8 @@ from typing import Any, Iterable, Optional, Sequence
 
 from ..errors import DataError
 from .boxes import Box, BoxFrame, check_rule, make_box
-from .stamps import default_who, now_iso
+from .stamps import default_who as _default_who
+from .stamps import now_iso
 
 #: Appended to ``MIGRATIONS`` as the step from schema v2 to v3.
 MIGRATION_V3 = """
@@ -178,7 +179,7 @@ class BoxStore:
         frame without boxes) when the frame already holds exactly these boxes.
         """
         bx = self._checked_boxes(boxes)
-        who = (who or default_who()).strip() or default_who()
+        who = (who or _default_who()).strip() or _default_who()
         with self._write() as conn:
             clip = self._clip_for_boxes(conn, clip_id)
             fi, t = self.check_frame(clip, frame, time)
@@ -203,7 +204,7 @@ class BoxStore:
         end raises :class:`DataError` naming the entry and nothing is written. Returns
         ``(frames written, frames that already held these boxes)``.
         """
-        default_who = (who or default_who()).strip() or default_who()
+        default_who = (who or _default_who()).strip() or _default_who()
         prepared = []
         for clip_id, frame, time, boxes, rule, w, where in items:
             prepared.append((clip_id, frame, time, self._checked_boxes(boxes), check_rule(rule),
@@ -244,7 +245,7 @@ class BoxStore:
         per action, the revision that was current before it and calls this. Restoring what is
         already current writes nothing. Returns the frame's boxes now (None: no boxes).
         """
-        who = (who or default_who()).strip() or default_who()
+        who = (who or _default_who()).strip() or _default_who()
         with self._write() as conn:
             clip = self._clip_for_boxes(conn, clip_id)
             cid = int(clip["id"])
