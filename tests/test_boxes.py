@@ -378,7 +378,8 @@ def test_flickr_positional_children_are_read_like_the_field(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("not json at all", "not a box file AV Studio reads"),
     ('{"hello": 1}', "not a box file AV Studio reads"),
-    ('[{"file": "cat", "bbox": [[0.1, 0.1, 1.7, 0.5]]}]', r"entry 1 \(cat\) box 1 \[0.1, 0.1, 1.7, 0.5\] is outside the frame"),
+    ('[{"file": "cat", "bbox": [[0.1, 0.1, 1.7, 0.5]]}]',
+     r"entry 1 \(cat\) box 1 \[0.1, 0.1, 1.7, 0.5\] is outside the frame"),
     ('[{"file": "cat", "bbox": [[0.1, 0.1, 0.5]]}]', r"box 1 must be \[x0, y0, x1, y1\]"),
     ('[{"file": "cat", "bbox": []}]', "non-empty list"),
     ('{"format": "avstudio-boxes", "version": 7, "clips": []}', "version 7, newer"),

@@ -210,13 +210,46 @@ def model_maps(net: Any, frames: np.ndarray, waves: np.ndarray) -> dict[str, np.
     return {"model": net.heatmap(fr, wv).cpu().numpy()}
 
 
+def gt_baselines(gt: np.ndarray) -> dict[str, Any]:
+    """The whole-image and centre-prior baselines' scores against one ground-truth map."""
+    return {"whole_image": M.score_heatmap(np.ones(gt.shape, np.float32), gt),
+            "center_prior": M.score_heatmap(M.center_prior(gt.shape), gt)}
+
+
 def baseline_scores(samples: Sequence[BoxSample]) -> list[dict[str, Any]]:
     """Per sample: the whole-image and centre-prior baselines' scores."""
-    out = []
-    for s in samples:
-        out.append({"whole_image": M.score_heatmap(np.ones(s.gt.shape, np.float32), s.gt),
-                    "center_prior": M.score_heatmap(M.center_prior(s.gt.shape), s.gt)})
-    return out
+    return [gt_baselines(s.gt) for s in samples]
+
+
+def scores_from_maps(maps: dict[str, np.ndarray], gt: np.ndarray) -> dict[str, Any]:
+    """One sample's scores from its maps (``model_maps`` of that sample): what
+    :func:`score_samples` gives, for a frame whose boxes change while its maps stay."""
+    return {name: M.score_heatmap(m, gt) for name, m in maps.items()}
+
+
+def clip_frame_maps(bundle: Any, path: str, frames: Sequence[tuple[int, float]], audio: Optional[np.ndarray] = None,
+                    progress: ProgressFn | None = None, cancel=None) -> dict[str, Any]:
+    """The model's maps of some frames ``(index, time)`` of a clip, read as
+    :func:`library_samples` reads them (the app keeps them and rescores a frame whenever its
+    boxes change). ``audio``: the clip's audio at the model's rate, if already read.
+    Returns ``{"audio": audio, "maps": {frame: {name: map}}}``."""
+    from ..media import VideoReader, read_audio
+
+    net = _net_of(bundle)
+    cfg = net.cfg
+    if audio is None:
+        audio = read_audio(path, int(cfg.sample_rate))
+    out: dict[int, dict[str, np.ndarray]] = {}
+    emit(progress, "box scores", 0, len(frames))
+    S = int(cfg.frame_size)
+    with VideoReader(path) as vr:
+        for i, (f, t) in enumerate(frames):
+            check_cancel(cancel, "scoring")
+            img = vr.frame(int(f), size=(S, S)).transpose(2, 0, 1)
+            maps = model_maps(net, img[None], audio_window(audio, float(t), cfg)[None])
+            out[int(f)] = {k: v[0] for k, v in maps.items()}
+            emit(progress, "box scores", i + 1, len(frames))
+    return {"audio": audio, "maps": out}
 
 
 def score_samples(net: Any, samples: Sequence[BoxSample], batch: int = 32,
@@ -229,7 +262,7 @@ def score_samples(net: Any, samples: Sequence[BoxSample], batch: int = 32,
         chunk = samples[b:b + batch]
         maps = model_maps(net, np.stack([s.frame for s in chunk]), np.stack([s.wave for s in chunk]))
         for i, s in enumerate(chunk):
-            out.append({name: M.score_heatmap(m[i], s.gt) for name, m in maps.items()})
+            out.append(scores_from_maps({name: m[i] for name, m in maps.items()}, s.gt))
         emit(progress, task, len(out), len(samples))
     return out
 
@@ -360,5 +393,6 @@ def table_markdown(result: dict[str, Any]) -> str:
 
 
 __all__ = ["BoxSample", "BoxEvalReport", "library_samples", "testset_samples", "frame_sample", "model_maps",
+           "scores_from_maps", "clip_frame_maps", "gt_baselines",
            "score_samples", "score_frame", "baseline_scores", "running_summary", "evaluate_boxes",
            "table_markdown"]

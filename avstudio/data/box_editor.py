@@ -145,7 +145,8 @@ class BoxEditor:
 
     # ------------------------------------------------------------ hit testing
 
-    def hit(self, x: float, y: float, tol: tuple[float, float] = (0.01, 0.01)) -> Optional[tuple[str, int, Optional[str]]]:
+    def hit(self, x: float, y: float,
+            tol: tuple[float, float] = (0.01, 0.01)) -> Optional[tuple[str, int, Optional[str]]]:
         """``("handle", index, name)`` on a handle of the selected box, ``("box", index, None)``
         inside a box (the smallest), else None."""
         bx = self.boxes()

@@ -285,7 +285,8 @@ def _keep_known(current: Optional[BoxFrame], incoming: list[Box], tol: float) ->
     out = []
     pool = list(current.boxes)
     for b in incoming:
-        match = next((c for c in pool if all(abs(u - v) <= tol for u, v in zip(c.as_list(), b.as_list()))), None)
+        match = next((c for c in pool
+                      if all(abs(u - v) <= tol for u, v in zip(c.as_list(), b.as_list(), strict=True))), None)
         if match is not None:
             pool.remove(match)
             out.append(match)
@@ -387,7 +388,7 @@ def export_vggss(lib: Any, out: str | os.PathLike) -> int:
     from .library import _atomic_write_text
 
     rows = []
-    for c, f, key in _keys(_frames_by_clip(lib)):
+    for _c, f, key in _keys(_frames_by_clip(lib)):
         e: dict[str, Any] = {"file": key, "bbox": [b.as_list() for b in f.boxes],
                              "frame": f.frame, "time": f.time}
         labels = sorted({b.label for b in f.boxes if b.label})
@@ -414,13 +415,13 @@ def export_flickr(lib: Any, out: str | os.PathLike) -> int:
     except OSError as exc:
         raise DataError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
     n = 0
-    for c, f, key in _keys(_frames_by_clip(lib)):
+    for _c, f, key in _keys(_frames_by_clip(lib)):
         root = ET.Element("annotation")
         ET.SubElement(root, "filename").text = f"{key}.jpg"
         ET.SubElement(root, "frame").text = str(f.frame)
         ET.SubElement(root, "time").text = repr(float(f.time))
         obj = ET.SubElement(root, "object")
-        for i, b in enumerate(f.boxes):
+        for b in f.boxes:
             x0, y0, x1, y1 = (_px(v) for v in b.as_list())
             x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)  # a box keeps an area at 1/256
             el = ET.SubElement(obj, "bbox")

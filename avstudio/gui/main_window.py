@@ -226,6 +226,9 @@ class MainWindow(QMainWindow):
         from .library_panel import install_library_panels
 
         install_library_panels(self)  # the clip library and fine-tuning (library_panel.py)
+        from .box_tool import install_box_tool
+
+        install_box_tool(self)  # boxes around what makes the sound, and the model's scores (box_tool.py)
         # start-up: with ``defer_model`` the first frame comes first; loading the model
         # (importing torch takes seconds of CPU, holding the GIL) and building proxies start
         # once a frame is painted (or after a moment anyway).

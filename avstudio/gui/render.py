@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QLineF, QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QImage, QPainter, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen
 
 from .overlay import OverlaySettings, cluster_colour, cluster_maps, compose_overlay, contour_segments
 
@@ -197,6 +197,90 @@ def paint_marker(p: QPainter, target: QRectF, xy: tuple[float, float], colour=(2
         p.drawLine(a, b)
         p.setPen(QPen(QColor(*colour), 2.0 * scale))
         p.drawLine(a, b)
+    p.restore()
+
+
+@dataclass
+class BoxLayer:
+    """Boxes painted over a frame by the box tool: ``items`` are ``(Box, (r, g, b), selected)``;
+    ``ghost``: the boxes of a nearby annotated frame (dashed, faint), ``caption`` under them."""
+
+    items: list = field(default_factory=list)
+    ghost: bool = False
+    caption: str = ""
+    handles: bool = True  # draw the selected box's handles (the tool is on)
+    region: Optional[np.ndarray] = None  # [M, 4] segments: the border of the scored (binarised) heatmap
+
+
+BOX_HANDLE_PX = 4.0
+
+
+def paint_boxes(p: QPainter, target: QRectF, layer: BoxLayer) -> None:
+    """The box tool's boxes: a dark halo under a coloured outline (readable on any frame), the
+    source number and label in a tag, the selected box thicker with its eight handles."""
+    p.save()
+    p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    font = QFont(p.font())
+    font.setBold(True)
+    p.setFont(font)
+    fm = p.fontMetrics()
+    if layer.region is not None and len(layer.region):
+        X = layer.region.astype(np.float64)
+        X[:, [0, 2]] = target.x() + X[:, [0, 2]] * target.width()
+        X[:, [1, 3]] = target.y() + X[:, [1, 3]] * target.height()
+        lines = [QLineF(*r) for r in X.tolist()]
+        p.setPen(QPen(QColor(0, 0, 0, 160), 3.5))
+        p.drawLines(lines)
+        dash = QPen(QColor(255, 255, 255, 230), 1.6)
+        dash.setStyle(Qt.PenStyle.DotLine)
+        p.setPen(dash)
+        p.drawLines(lines)
+    for box, colour, selected in layer.items:
+        r = QRectF(target.x() + box.x0 * target.width(), target.y() + box.y0 * target.height(),
+                   box.width * target.width(), box.height * target.height())
+        c = QColor(*colour)
+        if layer.ghost:
+            c.setAlpha(150)
+        width = 3.0 if selected and not layer.ghost else 2.0
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setPen(QPen(QColor(0, 0, 0, 110 if layer.ghost else 170), width + 2.0))
+        p.drawRect(r)
+        pen = QPen(c, width)
+        if layer.ghost:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        p.setPen(pen)
+        p.drawRect(r)
+        tag = " ".join(t for t in (str(box.source) if box.source else "", box.label or "") if t)
+        if tag and not layer.ghost:
+            tw, th = fm.horizontalAdvance(tag) + 8, fm.height() + 2
+            tr = QRectF(r.x(), max(target.y(), r.y() - th), tw, th)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QBrush(c))
+            p.drawRect(tr)
+            p.setPen(QPen(QColor(0, 0, 0)))
+            p.drawText(tr, Qt.AlignmentFlag.AlignCenter, tag)
+        if selected and layer.handles and not layer.ghost:
+            h = BOX_HANDLE_PX
+            p.setPen(QPen(QColor(0, 0, 0), 1.0))
+            p.setBrush(QBrush(QColor(255, 255, 255)))
+            xs = (r.left(), r.center().x(), r.right())
+            ys = (r.top(), r.center().y(), r.bottom())
+            for i, x in enumerate(xs):
+                for j, y in enumerate(ys):
+                    if i == 1 and j == 1:
+                        continue
+                    p.drawRect(QRectF(x - h, y - h, 2 * h, 2 * h))
+    if layer.caption and layer.items:
+        box = layer.items[0][0]
+        x = target.x() + box.x0 * target.width()
+        y = target.y() + box.y1 * target.height() + 2
+        tw, th = fm.horizontalAdvance(layer.caption) + 10, fm.height() + 4
+        tr = QRectF(x, min(y, target.bottom() - th), tw, th)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(0, 0, 0, 150))
+        p.drawRoundedRect(tr, 3, 3)
+        p.setPen(QPen(QColor(230, 230, 230)))
+        p.drawText(tr, Qt.AlignmentFlag.AlignCenter, layer.caption)
     p.restore()
 
 

@@ -18,6 +18,8 @@ WAVE = (140, 190, 230)
 WAVE_FILL = (90, 150, 200, 120)
 COVER_DONE = (52, 150, 140, 255)
 COVER_TODO = (60, 48, 52, 255)
+BOX_MARK = (255, 196, 60)  # frames with boxes, on the timeline
+BOX_UNTIED = (245, 245, 245)  # a box tied to no source (tied ones take their sound's colour)
 
 
 def app_icon() -> QIcon:

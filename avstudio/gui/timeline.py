@@ -171,6 +171,11 @@ class TimelineWidget(QWidget):
             line.setZValue(100)
             p.addItem(line, ignoreBounds=True)
             self.playheads.append(line)
+        # frames with boxes (the box tool): marks along the top of the activity lane
+        self.box_marks = pg.ScatterPlotItem(symbol="t", size=9, pen=pg.mkPen((20, 20, 20), width=1),
+                                            brush=pg.mkBrush(style.BOX_MARK))
+        self.box_marks.setZValue(90)
+        self.act.addItem(self.box_marks, ignoreBounds=True)
         self.message = pg.TextItem("", color=style.FG_DIM, anchor=(0.5, 0.5))
         self.spec.addItem(self.message, ignoreBounds=True)
         self.set_duration(1.0)
@@ -203,6 +208,7 @@ class TimelineWidget(QWidget):
         for c in self.act_curves:
             self.act.removeItem(c)
         self.act_curves = []
+        self.box_marks.setData([], [])
         self.set_message("")
 
     def set_message(self, text: str) -> None:
@@ -258,6 +264,15 @@ class TimelineWidget(QWidget):
         rgba[:] = (off[None] * (1 - d[:, None]) + on[None] * d[:, None]).astype(np.uint8)[:, None]
         self.cov_img.setImage(rgba, autoLevels=False)
         self.cov_img.setRect(QRectF(0, -0.11, self.duration, 0.08))
+
+    def set_box_marks(self, times) -> None:
+        """Mark these times (seconds on the timeline's axis): the frames that have boxes."""
+        t = np.asarray(list(times), dtype=float)
+        self.box_marks.setData(t, np.full(len(t), 0.94))
+
+    def box_mark_times(self) -> list[float]:
+        x, _y = self.box_marks.getData()
+        return [float(v) for v in (x if x is not None else [])]
 
     # -- playhead --------------------------------------------------------------------------
     def set_playhead(self, t: float, playing: bool = False) -> None:

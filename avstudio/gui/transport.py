@@ -81,6 +81,7 @@ class TransportBar(QWidget):
         self.slider = ScrubSlider()
         self.slider.setRange(0, 0)
         self.slider.setToolTip("Scrub: click or drag to move through the clip")
+        self.slider.setMinimumWidth(120)
         lay.addWidget(self.slider, 1)
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self.time_label = QLabel("--:--.--- / --:--.---")

@@ -9,7 +9,7 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from .render import fit_rect, paint_marker, paint_overlay
+from .render import fit_rect, paint_boxes, paint_marker, paint_overlay
 
 
 class VideoView(QWidget):
@@ -22,6 +22,12 @@ class VideoView(QWidget):
 
     pixelClicked = Signal(float, float)
     hovered = Signal(float, float)
+    # the box tool (box_mode on): left-button press / drag / release in normalised frame
+    # coordinates (not clipped: a drag may leave the frame), and a double-click
+    boxPressed = Signal(float, float)
+    boxMoved = Signal(float, float)
+    boxReleased = Signal(float, float)
+    boxDoubleClicked = Signal(float, float)
     displaySizeChanged = Signal(int, int)
     painted = Signal(int)  # frame index just painted
 
@@ -46,6 +52,9 @@ class VideoView(QWidget):
         self.last_paint_time = 0.0
         self.last_painted_index = -1
         self.last_painted_proxy = False
+        self.box_mode = False  # the box tool: the left button draws and edits boxes
+        self.box_layer = None  # box_tool.BoxLayer: boxes painted over the frame (None: none)
+        self._box_drag = False
 
     # -- state -----------------------------------------------------------------------------
     def set_source_size(self, w: int, h: int) -> None:
@@ -102,6 +111,25 @@ class VideoView(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(800, 450)
 
+    def set_box_layer(self, layer) -> None:
+        self.box_layer = layer
+        self.update()
+
+    def set_box_mode(self, on: bool) -> None:
+        self.box_mode = bool(on)
+        self._box_drag = False
+        self.setCursor(Qt.CursorShape.CrossCursor)
+        self.update()
+
+    def pixel_tolerance(self, px: float = 6.0) -> tuple[float, float]:
+        """``px`` screen pixels in normalised frame units (x, y): how near a handle must be."""
+        r = self.frame_rect()
+        return (px / max(1.0, r.width()), px / max(1.0, r.height()))
+
+    def _norm_unclipped(self, pos: QPointF) -> tuple[float, float]:
+        r = self.frame_rect()
+        return ((pos.x() - r.x()) / max(1.0, r.width()), (pos.y() - r.y()) / max(1.0, r.height()))
+
     def _to_norm(self, pos: QPointF) -> Optional[tuple[float, float]]:
         r = self.frame_rect()
         if r.width() <= 0 or not r.contains(pos):
@@ -110,6 +138,12 @@ class VideoView(QWidget):
 
     # -- events ----------------------------------------------------------------------------
     def mousePressEvent(self, ev) -> None:
+        if self.box_mode and ev.button() == Qt.MouseButton.LeftButton and self.frame is not None:
+            xy = self._to_norm(ev.position())
+            if xy is not None:
+                self._box_drag = True
+                self.boxPressed.emit(*xy)
+                return
         if ev.button() == Qt.MouseButton.LeftButton and self.frame is not None:
             xy = self._to_norm(ev.position())
             if xy is not None:
@@ -117,7 +151,24 @@ class VideoView(QWidget):
                 return
         super().mousePressEvent(ev)
 
+    def mouseReleaseEvent(self, ev) -> None:
+        if self._box_drag and ev.button() == Qt.MouseButton.LeftButton:
+            self._box_drag = False
+            self.boxReleased.emit(*self._norm_unclipped(ev.position()))
+            return
+        super().mouseReleaseEvent(ev)
+
+    def mouseDoubleClickEvent(self, ev) -> None:
+        if self.box_mode and ev.button() == Qt.MouseButton.LeftButton and self.frame is not None:
+            xy = self._to_norm(ev.position())
+            if xy is not None:
+                self.boxDoubleClicked.emit(*xy)
+                return
+        super().mouseDoubleClickEvent(ev)
+
     def mouseMoveEvent(self, ev) -> None:
+        if self._box_drag:
+            self.boxMoved.emit(*self._norm_unclipped(ev.position()))
         xy = self._to_norm(ev.position()) if self.frame is not None else None
         self.hovered.emit(*(xy if xy is not None else (-1.0, -1.0)))
         super().mouseMoveEvent(ev)
@@ -142,6 +193,8 @@ class VideoView(QWidget):
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         p.drawImage(r, self.frame)
         paint_overlay(p, r, self.overlay)
+        if self.box_layer is not None:
+            paint_boxes(p, r, self.box_layer)
         if self.marker is not None:
             paint_marker(p, r, self.marker)
         if self.badge:

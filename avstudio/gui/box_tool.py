@@ -1,0 +1,828 @@
+"""The box tool: draw boxes around what makes the sound, on any frame of a library clip, and
+read how well the model's heatmap matches them (docs/boxes.md, docs/gui.md).
+
+Qt wiring only: the editing logic is :class:`avstudio.data.box_editor.BoxEditor` (Qt-free), the
+storage the clip library, the scores :mod:`avstudio.analysis.box_eval` (the code behind
+``avstudio eval --library``). The video view forwards the left button here while the tool is
+on; every finished edit is one library revision and one step of Edit › Undo.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
+                               QMessageBox, QPushButton, QTableWidget, QTableWidgetItem, QToolButton,
+                               QVBoxLayout, QWidget)
+
+from ..errors import AVStudioError
+from . import style
+from .jobs import Job
+from .overlay import cluster_colour
+from .render import BoxLayer
+
+BINARISATIONS = [("0.5", "at 0.5 of the normalised map (primary)"),
+                 ("median", "at the median (the Flickr/VGG-SS code)")]
+
+#: keys the tool takes from the window's other actions while it is on (given back after)
+TOOL_KEYS = [str(n) for n in range(1, 10)] + ["Esc", "Delete", "Backspace", "C", "F2"]
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    return f"{v:.2f}"
+
+
+class BoxCommand(QUndoCommand):
+    """One box edit on Edit › Undo: undo/redo make a revision of the frame current again
+    (``restore_boxes``: nothing is deleted)."""
+
+    def __init__(self, tool: "BoxTool", edit):
+        super().__init__(edit.text)
+        self.tool, self.edit = tool, edit
+        self._pushed = False
+
+    def redo(self) -> None:
+        if not self._pushed:  # the edit is already saved when the command is pushed
+            self._pushed = True
+            return
+        self.tool.restore(self.edit.clip_id, self.edit.frame, self.edit.after)
+
+    def undo(self) -> None:
+        self.tool.restore(self.edit.clip_id, self.edit.frame, self.edit.before)
+
+
+def score_frames_fn(bundle, path: str, frames: list, audio=None, progress=None, cancel=None) -> dict:
+    """The model's maps of these frames (a Job; torch works in this thread)."""
+    import torch
+
+    from ..analysis.box_eval import clip_frame_maps
+
+    torch.set_num_threads(1)
+    return clip_frame_maps(bundle, path, frames, audio=audio, progress=progress, cancel=cancel)
+
+
+class BoxTool(QObject):
+    """The box tool of a main window: actions, the view's box layer, the Boxes panel, scores."""
+
+    changed = Signal()  # the open clip's boxes changed (or another clip was opened)
+    scoresChanged = Signal()
+
+    def __init__(self, win):
+        super().__init__(win)
+        self.win = win
+        self.editor = None  # BoxEditor of the open clip (None: no clip, or not in a library)
+        self.active = False
+        self.how = "0.5"
+        self._taken: dict[int, tuple[QAction, list[QKeySequence]]] = {}
+        self._maps: dict[int, dict] = {}  # frame -> the model's maps (for the open clip and model)
+        self._maps_key: Optional[tuple] = None  # (clip path, model id)
+        self._audio = None
+        self._job: Optional[Job] = None
+        self._pending = False
+        self.scores: dict[int, dict] = {}  # frame -> scores (of the frame's current boxes)
+        self.show_region = True  # outline the scored (binarised) heatmap on annotated frames
+        self._region_cache = None
+        self.last_error: Optional[str] = None
+        self._make_actions()
+        self.panel = BoxPanel(self)
+        view = win.view
+        view.boxPressed.connect(self._on_press)
+        view.boxMoved.connect(self._on_move)
+        view.boxReleased.connect(self._on_release)
+        view.boxDoubleClicked.connect(self._on_double_click)
+        view.painted.connect(self._on_painted)
+        win.clipOpened.connect(self._on_clip_opened)
+        win.modelReady.connect(self._on_model_ready)
+        lp = getattr(win, "library_panel", None)
+        if lp is not None:
+            lp.libraryChanged.connect(self._on_library_changed)
+        self._frame_shown = -1
+
+    # ================================================================ actions
+    def _make_actions(self) -> None:
+        w = self.win
+        A = w._act
+        self.actions = [
+            A("box_tool", "&Box tool", self.set_active, ["B"],
+              "Draw boxes around what makes the sound (boxes are kept in the clip library)",
+              style.icon("box") if _has_icon("box") else None, checkable=True),
+            A("box_next_frame", "Next frame with boxes", self.next_frame, ["Alt+Right"],
+              "Jump to the next annotated frame"),
+            A("box_prev_frame", "Previous frame with boxes", self.prev_frame, ["Alt+Left"],
+              "Jump to the previous annotated frame"),
+            A("box_delete", "Delete the selected box", self.delete_selected, [],
+              "Delete the selected box (Delete, Backspace)"),
+            A("box_copy_nearby", "Copy the nearby boxes here", self.copy_nearby, [],
+              "Put the boxes of the nearest annotated frame on this frame (C)"),
+            A("box_label", "Label the selected box…", self.label_selected, [],
+              "Give the selected box a label (F2, or double-click it)"),
+            A("box_cancel", "Cancel the box gesture / deselect", self.cancel, [],
+              "Drop the box being drawn, or the selection (Esc)"),
+        ]
+        self.source_actions = []
+        for n in range(1, 10):
+            self.source_actions.append(A(f"box_source_{n}", f"Tie the box to sound {n}",
+                                         lambda n=n: self.tie_source(n), [],
+                                         f"Tie the selected box to sound {n} (again: untie) ({n})"))
+        self._tool_keys = {"box_delete": ["Delete", "Backspace"], "box_copy_nearby": ["C"], "box_label": ["F2"],
+                           "box_cancel": ["Esc"], **{f"box_source_{n}": [str(n)] for n in range(1, 10)}}
+        from PySide6.QtWidgets import QMenu
+
+        from .library_panel import _add_group, _insert_menu_before
+
+        _add_group(w, "Boxes", self.actions + self.source_actions, after="Library")
+        menu = QMenu("&Boxes", w)
+        _insert_menu_before(w, menu, "Help")
+        for a in self.actions:
+            menu.addAction(a)
+            if a.objectName() in ("box_prev_frame", "box_cancel"):
+                menu.addSeparator()
+        sub = menu.addMenu("Tie the selected box to sound")
+        for a in self.source_actions:
+            sub.addAction(a)
+        self.menu = menu
+        # the tool's button, in the transport bar beside the playback buttons
+        b = QToolButton()
+        b.setDefaultAction(self.actions[0])
+        b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        b.setAutoRaise(True)
+        b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly if not self.actions[0].icon().isNull()
+                             else Qt.ToolButtonStyle.ToolButtonTextOnly)
+        b.setObjectName("boxToolButton")
+        self.button = b
+        lay = w.transport.layout()
+        lay.insertWidget(5, b)
+        self._update_enabled()
+
+    def action(self, name: str) -> QAction:
+        return self.win.actions_by_name[name]
+
+    def _claim_keys(self, on: bool) -> None:
+        """Give the tool its keys (1–9, Esc, Delete, Backspace, C, F2), taking them from any other
+        action of the window, or give them back."""
+        mine = set(self._tool_keys)
+        if on:
+            wanted = {QKeySequence(k) for ks in self._tool_keys.values() for k in ks}
+            for a in self.win.findChildren(QAction):
+                if a.objectName() in mine:
+                    continue
+                keys = a.shortcuts()
+                if any(k in wanted for k in keys):
+                    self._taken[id(a)] = (a, keys)
+                    a.setShortcuts([k for k in keys if k not in wanted])
+            for name, keys in self._tool_keys.items():
+                a = self.action(name)
+                a.setShortcuts([QKeySequence(k) for k in keys])
+                a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        else:
+            for name in self._tool_keys:
+                self.action(name).setShortcuts([])
+            for a, keys in self._taken.values():
+                try:
+                    a.setShortcuts(keys)
+                except RuntimeError:  # deleted meanwhile
+                    pass
+            self._taken.clear()
+
+    def _update_enabled(self) -> None:
+        has_clip = bool(self.win.path)
+        ed = self.editor
+        self.action("box_tool").setEnabled(has_clip)
+        annotated = ed is not None and bool(ed.frames)
+        self.action("box_next_frame").setEnabled(annotated)
+        self.action("box_prev_frame").setEnabled(annotated)
+        on = self.active and ed is not None
+        for name in ("box_delete", "box_label", "box_cancel", "box_copy_nearby"):
+            self.action(name).setEnabled(on)
+        for a in self.source_actions:
+            a.setEnabled(on)
+
+    # ================================================================ the library and the clip
+    @property
+    def lib(self):
+        lp = getattr(self.win, "library_panel", None)
+        return None if lp is None else lp.lib
+
+    @property
+    def who(self) -> Optional[str]:
+        lp = getattr(self.win, "library_panel", None)
+        return None if lp is None else lp.who
+
+    def _make_editor(self) -> None:
+        from ..data.box_editor import BoxEditor
+
+        self.editor = None
+        lib, path = self.lib, self.win.path
+        if lib is not None and path:
+            row = lib.find(path)
+            if row is not None:
+                self.editor = BoxEditor(lib, row.id, self.win.fps, self.win.frame_count, self.win.video_start,
+                                        who=self.who)
+                self.editor.set_frame(max(0, self.win.current_frame))
+        self._reset_scores()
+        self._refresh_all()
+
+    def _on_clip_opened(self, path: str) -> None:
+        self._make_editor()
+        if self.active and self.editor is None:
+            self.set_active(False)
+
+    def _on_library_changed(self) -> None:
+        self._make_editor()
+        if self.active and self.editor is None:
+            self.set_active(False)
+
+    def _on_model_ready(self) -> None:
+        self._reset_scores()
+        self._request_scores()
+        self._update_panel()
+
+    def _ensure_library_clip(self) -> bool:
+        """The clip in the player must be in an open library (boxes are stored there): offer to
+        create or open one, and add the clip to it (asking nothing more)."""
+        win = self.win
+        if not win.path:
+            win.statusBar().showMessage("Open a clip first", 4000)
+            return False
+        lp = getattr(win, "library_panel", None)
+        if lp is None:
+            return False
+        if lp.lib is None:
+            box = QMessageBox(QMessageBox.Icon.Question, "Boxes are kept in a clip library",
+                              "Boxes are saved in a clip library (one file, with the clip's other "
+                              "annotations and their history). Create a new library or open one?",
+                              QMessageBox.StandardButton.Cancel, win)
+            new = box.addButton("New library…", QMessageBox.ButtonRole.AcceptRole)
+            opn = box.addButton("Open library…", QMessageBox.ButtonRole.ActionRole)
+            box.exec()
+            if box.clickedButton() is new:
+                lp.new_library_dialog()
+            elif box.clickedButton() is opn:
+                lp.open_library_dialog()
+            if lp.lib is None:
+                return False
+        if lp.lib.find(win.path) is None:
+            try:
+                rep = lp.lib.import_files([win.path])
+            except AVStudioError as exc:
+                win.error(str(exc), "Cannot add the clip to the library")
+                return False
+            if rep.failed:
+                win.error(f"{rep.failed[0][0]}: {rep.failed[0][1]}", "Cannot add the clip to the library")
+                return False
+            lp.refresh()
+            lp._on_clip_opened(win.path)
+            win.statusBar().showMessage(f"Added {Path(win.path).name} to the library {Path(lp.lib.path).name}", 5000)
+        if self.editor is None or self.editor.lib is not lp.lib:
+            self._make_editor()
+        return self.editor is not None
+
+    # ================================================================ on / off
+    def set_active(self, on: bool) -> None:
+        on = bool(on)
+        if on and not self._ensure_library_clip():
+            on = False
+        if on and self.win.playing:
+            self.win.pause()
+        self.active = on
+        a = self.action("box_tool")
+        a.blockSignals(True)
+        a.setChecked(on)
+        a.blockSignals(False)
+        self.win.view.set_box_mode(on)
+        self._claim_keys(on)
+        if on:
+            self.show_panel()
+            self.win.statusBar().showMessage(
+                "Box tool: drag on the video around what makes the sound · click a box to select it, drag it "
+                "or its handles · Delete removes it · 1–9 tie it to a sound · Alt+→ / Alt+← next / previous "
+                "annotated frame · B leaves the tool", 10000)
+            self._request_scores()
+        elif self.editor is not None:
+            self.editor.cancel()
+            self.editor.selected = None
+        self._update_enabled()
+        self._refresh_layer()
+        self._update_panel()
+
+    def show_panel(self) -> None:
+        self.dock.show()
+        self.dock.raise_()
+
+    # ================================================================ pointer and keys
+    def _on_press(self, x: float, y: float) -> None:
+        if not self.active or self.editor is None:
+            return
+        if self.win.playing:
+            self.win.pause()
+        self.editor.set_frame(max(0, self.win.current_frame))
+        self.editor.press(x, y, self.win.view.pixel_tolerance())
+        self._refresh_layer()
+        self._update_panel()
+
+    def _on_move(self, x: float, y: float) -> None:
+        if self.editor is not None and self.editor.dragging:
+            self.editor.move(x, y)
+            self._refresh_layer()
+
+    def _on_release(self, x: float, y: float) -> None:
+        if self.editor is None or not self.editor.dragging:
+            return
+        self._apply(lambda: self.editor.release(x, y))
+
+    def _on_double_click(self, x: float, y: float) -> None:
+        if self.editor is None:
+            return
+        h = self.editor.hit(x, y, self.win.view.pixel_tolerance())
+        if h is not None:
+            self.editor.selected = h[1]
+            self.label_selected()
+
+    def _apply(self, fn) -> None:
+        """Run an editor change; push the edit it saved onto Edit › Undo; refresh everything."""
+        try:
+            edit = fn()
+        except AVStudioError as exc:
+            self.win.error(str(exc), "Cannot save the boxes")
+            self.editor.reload()
+            edit = None
+        if edit is not None:
+            lp = getattr(self.win, "library_panel", None)
+            if lp is not None:
+                lp.undo_stack.push(BoxCommand(self, edit))
+            self._on_boxes_changed(edit.frame)
+        self._refresh_layer()
+        self._update_panel()
+
+    def delete_selected(self) -> None:
+        if self.active and self.editor is not None:
+            self._apply(self.editor.delete_selected)
+
+    def tie_source(self, n: int) -> None:
+        if self.active and self.editor is not None:
+            if self.editor.selected is None:
+                self.win.statusBar().showMessage("Select a box first (click it), then press the sound's number", 4000)
+                return
+            self._apply(lambda: self.editor.tie_source(n))
+
+    def label_selected(self) -> None:
+        ed = self.editor
+        if ed is None or ed.selected is None or ed.selected >= len(ed.boxes()):
+            return
+        cur = ed.boxes()[ed.selected].label or ""
+        text, ok = QInputDialog.getText(self.win, "Label the box", "What makes the sound here?", text=cur)
+        if ok:
+            self._apply(lambda: ed.set_label(text))
+
+    def copy_nearby(self) -> None:
+        ed = self.editor
+        if not self.active or ed is None:
+            return
+        ed.set_frame(max(0, self.win.current_frame))
+        near = ed.nearby(window_s=2.0)
+        if near is None or near.frame == ed.frame:
+            self.win.statusBar().showMessage("No annotated frame within 2 s to copy boxes from", 4000)
+            return
+
+        def do():
+            before = ed.frames.get(ed.frame)
+            from ..data.box_editor import BoxEdit
+
+            rid = ed.lib.set_frame_boxes(ed.clip_id, ed.frame, ed.time_of(ed.frame), near.boxes, who=ed.who)
+            ed.reload(ed.frame)
+            b = before.revision_id if before is not None else None
+            return None if rid == b else BoxEdit(ed.clip_id, ed.frame, b, rid,
+                                                 f"copy the boxes of frame {near.frame} (frame {ed.frame})")
+
+        self._apply(do)
+
+    def cancel(self) -> None:
+        if self.editor is not None:
+            if self.editor.dragging:
+                self.editor.cancel()
+            else:
+                self.editor.selected = None
+            self._refresh_layer()
+            self._update_panel()
+
+    def next_frame(self) -> None:
+        self._jump(self.editor.next_frame(max(0, self.win.current_frame)) if self.editor else None)
+
+    def prev_frame(self) -> None:
+        self._jump(self.editor.prev_frame(max(0, self.win.current_frame)) if self.editor else None)
+
+    def _jump(self, frame: Optional[int]) -> None:
+        if frame is None:
+            self.win.statusBar().showMessage("No more annotated frames that way", 3000)
+            return
+        if self.win.playing:
+            self.win.pause()
+        self.win.seek_frame(frame)
+
+    def restore(self, clip_id: int, frame: int, revision_id: Optional[int]) -> None:
+        """Undo/redo of a box edit (any clip of the library; the open one is shown again)."""
+        lib = self.lib
+        if lib is None:
+            return
+        try:
+            if self.editor is not None and self.editor.clip_id == clip_id:
+                self.editor.restore(frame, revision_id)
+                self._on_boxes_changed(frame)
+                if self.win.current_frame != frame:
+                    self.win.seek_frame(frame)
+            else:
+                lib.restore_boxes(clip_id, frame, revision_id, who=self.who)
+                self.win.statusBar().showMessage(f"Boxes of frame {frame} of {Path(lib.get(clip_id).path).name} "
+                                                 "restored", 5000)
+        except AVStudioError as exc:
+            self.win.statusBar().showMessage(f"Cannot undo: {exc}", 8000)
+        self._refresh_layer()
+        self._update_panel()
+
+    # ================================================================ display
+    def _on_painted(self, index: int) -> None:
+        if index != self._frame_shown:
+            self._frame_shown = index
+            if self.editor is not None and not self.editor.dragging:
+                self.editor.set_frame(max(0, index))
+            self._refresh_layer()
+            self.panel.update_frame()
+
+    def _refresh_all(self) -> None:
+        self._refresh_layer()
+        self._refresh_marks()
+        self._update_enabled()
+        self._update_panel()
+        self.changed.emit()
+
+    def _refresh_marks(self) -> None:
+        ed = self.editor
+        t0 = self.win.video_start
+        self.win.timeline.set_box_marks([] if ed is None else [ed.time_of(f) - t0 for f in ed.annotated_frames()])
+
+    def _layer(self) -> Optional[BoxLayer]:
+        ed = self.editor
+        if ed is None:
+            return None
+        cur = max(0, self.win.current_frame)
+        if not ed.dragging:
+            ed.set_frame(cur)
+        boxes = ed.boxes()
+        if boxes:
+            items = [(b, _box_colour(b), self.active and i == ed.selected) for i, b in enumerate(boxes)]
+            region = self.scored_region(ed.frame) if self.active and self.show_region else None
+            return BoxLayer(items=items, handles=self.active, region=region)
+        near = ed.nearby(window_s=0.5)
+        if near is not None and near.frame != ed.frame:
+            items = [(b, _box_colour(b), False) for b in near.boxes]
+            return BoxLayer(items=items, ghost=True, caption=f"boxes of frame {near.frame}")
+        return None
+
+    def _refresh_layer(self) -> None:
+        self.win.view.set_box_layer(self._layer())
+
+    # ================================================================ scores
+    def _model_key(self) -> Optional[tuple]:
+        b = self.win.bundle
+        if b is None or self.win.path is None:
+            return None
+        try:
+            mid = b.model_id
+        except OSError:
+            mid = getattr(b, "name", "")
+        return (self.win.path, mid)
+
+    def _reset_scores(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
+        self._maps = {}
+        self._maps_key = None
+        self._audio = None
+        self.scores = {}
+        self.last_error = None
+
+    def _on_boxes_changed(self, frame: int) -> None:
+        self.scores.pop(frame, None)
+        self._refresh_marks()
+        self._update_enabled()
+        lp = getattr(self.win, "library_panel", None)
+        if lp is not None and self.editor is not None:
+            lp.clip_changed(self.editor.clip_id)
+        self._rescore()
+        self._request_scores()
+        self.changed.emit()
+
+    def _rescore(self) -> None:
+        """Scores of every annotated frame whose maps are known (cheap: no model run)."""
+        from ..analysis.box_eval import gt_baselines, scores_from_maps
+        from ..data.boxes import gt_map
+
+        ed = self.editor
+        if ed is None:
+            self.scores = {}
+            return
+        out = {}
+        for f, bf in ed.frames.items():
+            if f in self._maps:
+                gt = gt_map(bf.boxes, bf.map_rule)
+                out[f] = {**scores_from_maps(self._maps[f], gt), **gt_baselines(gt)}
+        self.scores = out
+        self.scoresChanged.emit()
+
+    def _request_scores(self) -> None:
+        """Compute (in the background) the model's maps of annotated frames that lack them."""
+        ed = self.editor
+        key = self._model_key()
+        if ed is None or key is None or not ed.frames:
+            return
+        if key != self._maps_key:
+            self._reset_scores()
+            self._maps_key = key
+        todo = [(f, ed.time_of(f)) for f in ed.annotated_frames() if f not in self._maps]
+        if not todo:
+            self._rescore()
+            return
+        if self._job is not None:
+            self._pending = True
+            return
+        job = Job("box-scores", score_frames_fn, self.win.bundle, self.win.path, todo, self._audio, nice=5)
+        job.done.connect(self._on_scores)
+        job.failed.connect(self._on_scores_failed)
+        self._job = job
+        self._pending = False
+        self._update_panel()
+        job.start()
+
+    def _on_scores(self, res: dict) -> None:
+        if self.sender() is not self._job:
+            return
+        self._job = None
+        self._audio = res["audio"]
+        self._maps.update(res["maps"])
+        self._rescore()
+        self._refresh_layer()
+        self._update_panel()
+        if self._pending:
+            self._request_scores()
+
+    def _on_scores_failed(self, msg: str) -> None:
+        if self.sender() is not self._job:
+            return
+        self._job = None
+        self.last_error = msg
+        self._update_panel()
+
+    @property
+    def scoring(self) -> bool:
+        return self._job is not None
+
+    def frame_scores(self, frame: Optional[int] = None) -> Optional[dict]:
+        f = max(0, self.win.current_frame) if frame is None else frame
+        return self.scores.get(f)
+
+    def running_summary(self) -> Optional[dict]:
+        """cIoU@0.5, AUC, mean cIoU and NSA over the clip's annotated frames scored so far."""
+        from ..analysis import metrics as M
+
+        if not self.scores:
+            return None
+        s = M.summarise([v["model"] for v in self.scores.values()])
+        return s.get(self.how)
+
+    def set_binarisation(self, how: str) -> None:
+        self.how = how
+        self._refresh_layer()
+        self._update_panel()
+
+    def set_show_region(self, on: bool) -> None:
+        self.show_region = bool(on)
+        self._refresh_layer()
+
+    def scored_region(self, frame: int):
+        """The border of the region the score counts as the model's answer on this frame: its
+        heatmap upsampled to the ground-truth grid, min-max normalised and binarised as chosen
+        (line segments in frame coordinates; None before the frame is scored)."""
+        maps = self._maps.get(frame)
+        if maps is None:
+            return None
+        key = (frame, self.how, id(maps))
+        if self._region_cache is not None and self._region_cache[0] == key:
+            return self._region_cache[1]
+        from ..analysis import metrics as M
+        from ..data.boxes import GT_SIZE
+        from .overlay import contour_segments
+
+        m = M.normalise(M.resize_map(maps["model"], GT_SIZE))
+        # the binarised mask's border, traced on the 0/1 mask at 0.5 (between pixels)
+        segs = contour_segments(M.binarise(m, self.how).astype(np.float32), 0.5)
+        self._region_cache = (key, segs)
+        return segs
+
+    def _update_panel(self) -> None:
+        self.panel.update_all()
+
+    def wait_scores(self, timeout_ms: int = 60000) -> bool:  # test helper
+        from PySide6.QtCore import QCoreApplication, QElapsedTimer
+
+        t = QElapsedTimer()
+        t.start()
+        while self._job is not None and t.elapsed() < timeout_ms:
+            QCoreApplication.processEvents()
+            self._job.wait(20)
+        QCoreApplication.processEvents()
+        return self._job is None
+
+
+def _has_icon(name: str) -> bool:
+    return style.resource("icons", f"{name}.svg").exists()
+
+
+def _box_colour(b) -> tuple[int, int, int]:
+    return cluster_colour(b.source - 1) if b.source else style.BOX_UNTIED
+
+
+class BoxPanel(QWidget):
+    """The Boxes panel: this frame's boxes and scores, the clip's running scores, its frames."""
+
+    def __init__(self, tool: BoxTool, parent=None):
+        super().__init__(parent)
+        self.tool = tool
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 8, 8, 8)
+        top = QHBoxLayout()
+        self.toggle = QPushButton("Box tool: off (B)")
+        self.toggle.setObjectName("boxToggle")
+        self.toggle.setCheckable(True)
+        self.toggle.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.toggle.clicked.connect(lambda on: tool.set_active(on))
+        top.addWidget(self.toggle)
+        top.addStretch(1)
+        top.addWidget(QLabel("Binarised"))
+        self.how = QComboBox()
+        self.how.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        for key, text in BINARISATIONS:
+            self.how.addItem(text, key)
+        self.how.currentIndexChanged.connect(lambda _i: tool.set_binarisation(self.how.currentData()))
+        top.addWidget(self.how)
+        lay.addLayout(top)
+        self.region = QCheckBox("Outline the scored heatmap (what cIoU counts as the model's answer)")
+        self.region.setChecked(True)
+        self.region.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.region.toggled.connect(tool.set_show_region)
+        lay.addWidget(self.region)
+        self.hint = QLabel()
+        self.hint.setWordWrap(True)
+        self.hint.setObjectName("boxHint")
+        lay.addWidget(self.hint)
+        self.frame_title = QLabel()
+        self.frame_title.setObjectName("boxFrameTitle")
+        lay.addWidget(self.frame_title)
+        self.frame_scores = QLabel()
+        self.frame_scores.setWordWrap(True)
+        self.frame_scores.setTextFormat(Qt.TextFormat.RichText)
+        self.frame_scores.setObjectName("boxFrameScores")
+        lay.addWidget(self.frame_scores)
+        self.clip_scores = QLabel()
+        self.clip_scores.setWordWrap(True)
+        self.clip_scores.setTextFormat(Qt.TextFormat.RichText)
+        self.clip_scores.setObjectName("boxClipScores")
+        lay.addWidget(self.clip_scores)
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["frame", "time", "boxes", "cIoU", "NSA"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.cellDoubleClicked.connect(self._jump_to_row)
+        lay.addWidget(self.table, 1)
+        tool.scoresChanged.connect(self.update_all)
+        tool.changed.connect(self.update_all)
+        self._rows: list[int] = []
+
+    def _jump_to_row(self, row: int, _col: int) -> None:
+        if 0 <= row < len(self._rows):
+            self.tool._jump(self._rows[row])
+
+    def update_all(self) -> None:
+        """Everything: the hint, this frame, the clip's scores and its frames' table."""
+        self._update_hint()
+        self.update_frame()
+        self._update_table()
+
+    def _update_hint(self) -> None:
+        tool, win = self.tool, self.tool.win
+        self.toggle.blockSignals(True)
+        self.toggle.setChecked(tool.active)
+        self.toggle.setText("Box tool: on (B)" if tool.active else "Box tool: off (B)")
+        self.toggle.blockSignals(False)
+        self.toggle.setEnabled(bool(win.path))
+        if not win.path:
+            self.hint.setText("Open a clip, then press B (or the Box tool button) and drag on the video around "
+                              "what makes the sound.")
+        elif tool.editor is None:
+            self.hint.setText("Press B (or the Box tool button) to draw boxes on this clip. Boxes are kept in a "
+                              "clip library: the tool offers to create one and adds the clip to it.")
+        elif tool.active:
+            self.hint.setText("Drag around what makes the sound you hear. Click a box to select it, drag it or its "
+                              "corners; Delete removes it; 1–9 tie it to a sound; F2 labels it; C copies the "
+                              "nearest frame's boxes here; Alt+→ / Alt+← jump between annotated frames.")
+        else:
+            self.hint.setText("Press B to draw or edit boxes. Alt+→ / Alt+← jump between annotated frames.")
+
+    def update_frame(self) -> None:
+        """The frame shown: its boxes, its scores, the clip's running scores (cheap: every frame)."""
+        tool, win = self.tool, self.tool.win
+        ed = tool.editor
+        if ed is None:
+            self.frame_title.setText("")
+            self.frame_scores.setText("")
+            self.clip_scores.setText("")
+            return
+        frame = max(0, win.current_frame)
+        how = tool.how
+        boxes = ed.boxes() if ed.dragging else ed.boxes(frame)
+        self.frame_title.setText(f"<b>Frame {frame + 1}</b> of {max(win.frame_count, frame + 1)} "
+                                 f"({ed.time_of(frame):.3f} s): {len(boxes)} box{'es' if len(boxes) != 1 else ''}")
+        model = win.bundle
+        mname = getattr(model, "name", "") if model is not None else ""
+        sc = tool.frame_scores(frame)
+        if not boxes:
+            txt = "No box on this frame." + (" Drag on the video to draw one." if tool.active else "")
+        elif model is None:
+            txt = "No model loaded: no score."
+        elif sc is None:
+            txt = f"Scoring with {mname}…" if tool.scoring else (tool.last_error or "Not scored yet.")
+        else:
+            m, cp, wi = sc["model"][how], sc["center_prior"][how], sc["whole_image"][how]
+            txt = (f"<b>{mname}</b> on this frame: cIoU <b>{_fmt(m['ciou'])}</b> · NSA {_fmt(m['nsa'])}"
+                   f" <span style='color:{style.FG_DIM}'>(its heatmap of the whole sound, against every "
+                   f"box)</span>"
+                   f"<br><span style='color:{style.FG_DIM}'>centre prior: cIoU {_fmt(cp['ciou'])} · NSA "
+                   f"{_fmt(cp['nsa'])}; whole image: cIoU {_fmt(wi['ciou'])}</span>")
+        self.frame_scores.setText(txt)
+        summ = tool.running_summary()
+        n = len(ed.frames)
+        if n == 0:
+            self.clip_scores.setText("This clip has no annotated frame yet.")
+        elif summ is None:
+            self.clip_scores.setText(f"This clip: {n} annotated frame{'s' if n != 1 else ''}.")
+        else:
+            self.clip_scores.setText(
+                f"This clip, {summ['n']} of {n} annotated frames scored: cIoU@0.5 <b>{_fmt(summ['ciou@0.5'])}</b>"
+                f" · AUC <b>{_fmt(summ['auc'])}</b> · mean cIoU {_fmt(summ['mean_ciou'])} · NSA {_fmt(summ['nsa'])}")
+        if frame in self._rows:
+            r = self._rows.index(frame)
+            if self.table.currentRow() != r:
+                self.table.selectRow(r)
+        elif self.table.selectedItems():
+            self.table.clearSelection()
+
+    def _update_table(self) -> None:
+        tool = self.tool
+        ed = tool.editor
+        how = tool.how
+        frames = ed.annotated_frames() if ed is not None else []
+        self._rows = frames
+        self.table.setRowCount(len(frames))
+        for r, f in enumerate(frames):
+            s = tool.scores.get(f)
+            vals = [str(f + 1), f"{ed.time_of(f):.2f}", str(len(ed.frames[f].boxes)),
+                    _fmt(s["model"][how]["ciou"]) if s else "", _fmt(s["model"][how]["nsa"]) if s else ""]
+            for c, v in enumerate(vals):
+                it = QTableWidgetItem(v)
+                it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, it)
+        self.update_frame()
+
+
+def install_box_tool(win) -> BoxTool:
+    """Add the box tool (actions, menu, transport button, the Boxes panel) to the main window."""
+    tool = BoxTool(win)
+    win.box_tool = tool
+    dock = QDockWidget("Boxes", win)
+    dock.setObjectName("boxDock")
+    dock.setWidget(tool.panel)
+    dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable |
+                     QDockWidget.DockWidgetFeature.DockWidgetFloatable |
+                     QDockWidget.DockWidgetFeature.DockWidgetClosable)
+    win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    panel_dock = getattr(win, "panel_dock", None)
+    if panel_dock is not None:
+        win.tabifyDockWidget(panel_dock, dock)
+        panel_dock.raise_()
+    tool.dock = dock
+    from .library_panel import _menu
+
+    view = _menu(win, "View")
+    if view is not None:
+        view.addAction(dock.toggleViewAction())
+    tool.panel.update_all()
+    return tool

@@ -1,0 +1,229 @@
+"""The box tool in the app, driven offscreen with pytest-qt: drawing, selecting, moving,
+resizing, deleting and tying boxes with the mouse and the window's actions, undo/redo, the
+timeline's marks, jumping between annotated frames, and the model's per-frame scores (the same
+numbers as `avstudio eval --library`).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, Qt  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+
+from helpers import isolate_gui, make_video, record_dialogs  # noqa: E402
+
+WAIT = 60000
+
+
+@pytest.fixture(autouse=True)
+def _isolated(qapp, tmp_path, monkeypatch):
+    isolate_gui(qapp, tmp_path, monkeypatch)
+    monkeypatch.setenv("AVSTUDIO_WHO", "tester")
+
+
+@pytest.fixture
+def dialogs(monkeypatch):
+    return record_dialogs(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    d = tmp_path_factory.mktemp("boxclip")
+    return make_video(d / "tone.mp4", 40, size=(96, 64), fps=20, audio_kind="counter")
+
+
+def make_win(qtbot, load_model: bool):
+    from avstudio.gui.main_window import MainWindow
+
+    w = MainWindow(audio=False, load_model=load_model)
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    return w
+
+
+@pytest.fixture
+def win(qtbot, dialogs):
+    w = make_win(qtbot, load_model=False)
+    yield w
+    w.shutdown()
+
+
+def open_clip_in_library(qtbot, w, clip, lib_path):
+    assert w.library_panel.open_library(str(lib_path), create=True)
+    assert w.open_file(str(clip))
+    qtbot.waitUntil(lambda: w.view.frame is not None and w.view.frame_index == 0, timeout=WAIT)
+
+
+def at(view, x, y) -> QPoint:
+    r = view.frame_rect()
+    return QPoint(int(round(r.x() + x * r.width())), int(round(r.y() + y * r.height())))
+
+
+def drag(view, a, b):
+    QTest.mousePress(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(view, *a))
+    QTest.mouseMove(view, at(view, (a[0] + b[0]) / 2, (a[1] + b[1]) / 2))
+    QTest.mouseMove(view, at(view, *b))
+    QTest.mouseRelease(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(view, *b))
+
+
+def test_box_tool_without_library_asks_and_refuses_cleanly(qtbot, win, clip, dialogs, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    assert not win.action("box_tool").isEnabled()  # no clip yet
+    assert win.open_file(str(clip))
+    assert win.action("box_tool").isEnabled()
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: 0)  # the user cancels the question
+    win.action("box_tool").trigger()
+    assert win.box_tool.active is False and not win.action("box_tool").isChecked()
+    assert win.view.box_mode is False
+
+
+def test_draw_select_move_resize_tie_delete_undo(qtbot, win, clip, tmp_path):
+    open_clip_in_library(qtbot, win, clip, tmp_path / "lib.avlib")
+    lib = win.library_panel.lib
+    lib.close()  # the clip is not in the new library yet: the tool adds it
+    assert win.library_panel.open_library(str(tmp_path / "lib.avlib"))
+    assert win.library_panel.lib.find(str(clip)) is None
+    win.seek_frame(10)
+    qtbot.waitUntil(lambda: win.current_frame == 10 and win.view.frame_index == 10, timeout=WAIT)
+    win.action("box_tool").trigger()
+    tool = win.box_tool
+    assert tool.active and win.view.box_mode and win.action("box_tool").isChecked()
+    lib = win.library_panel.lib
+    row = lib.find(str(clip))
+    assert row is not None  # added by the tool
+    view = win.view
+    drag(view, (0.2, 0.25), (0.6, 0.75))
+    (f,) = lib.box_frames(row.id)
+    assert f.frame == 10 and f.time == pytest.approx(0.5) and f.who == "tester"
+    (b,) = f.boxes
+    tol = 2 / min(view.frame_rect().width(), view.frame_rect().height())
+    assert (b.x0, b.y0, b.x1, b.y1) == pytest.approx((0.2, 0.25, 0.6, 0.75), abs=tol)
+    assert view.box_layer is not None and view.box_layer.items[0][2]  # shown, selected
+    assert win.timeline.box_mark_times() == [pytest.approx(0.5)]
+    # the number key's action ties it to sound 2; then move it by dragging its inside
+    win.action("box_source_2").trigger()
+    assert lib.frame_boxes(row.id, 10).boxes[0].source == 2
+    drag(view, (0.4, 0.5), (0.5, 0.6))
+    b = lib.frame_boxes(row.id, 10).boxes[0]
+    assert (b.x0, b.y0) == pytest.approx((0.3, 0.35), abs=2 * tol) and b.source == 2
+    # resize with the bottom-right handle
+    drag(view, (b.x1, b.y1), (0.95, 0.95))
+    b = lib.frame_boxes(row.id, 10).boxes[0]
+    assert (b.x1, b.y1) == pytest.approx((0.95, 0.95), abs=2 * tol)
+    # a second box, then delete it
+    drag(view, (0.02, 0.02), (0.15, 0.2))
+    assert len(lib.frame_boxes(row.id, 10).boxes) == 2
+    win.action("box_delete").trigger()
+    assert len(lib.frame_boxes(row.id, 10).boxes) == 1
+    # undo twice (delete, draw), then redo once: the library follows
+    undo, redo = win.action("undo"), win.action("redo")
+    undo.trigger()
+    assert len(lib.frame_boxes(row.id, 10).boxes) == 2
+    undo.trigger()
+    assert len(lib.frame_boxes(row.id, 10).boxes) == 1
+    redo.trigger()
+    assert len(lib.frame_boxes(row.id, 10).boxes) == 2
+    # undo everything: the frame has no boxes; nothing was deleted from the history
+    for _ in range(5):  # draw 2, resize, move, tie, draw 1
+        undo.trigger()
+    assert lib.frame_boxes(row.id, 10) is None and win.timeline.box_mark_times() == []
+    assert len(lib.box_history(row.id)) >= 10
+
+
+def test_keys_go_back_when_the_tool_is_left(qtbot, win, clip, tmp_path):
+    open_clip_in_library(qtbot, win, clip, tmp_path / "lib.avlib")
+    cluster1 = win.action("toggle_cluster_1")
+    before = [k.toString() for k in cluster1.shortcuts()]
+    win.action("box_tool").trigger()
+    assert "1" not in [k.toString() for k in cluster1.shortcuts()]
+    assert [k.toString() for k in win.action("box_source_1").shortcuts()] == ["1"]
+    assert [k.toString() for k in win.action("box_cancel").shortcuts()] == ["Esc"]
+    win.action("box_tool").trigger()  # leave the tool (B)
+    assert [k.toString() for k in cluster1.shortcuts()] == before
+    assert win.action("box_source_1").shortcuts() == [] and win.view.box_mode is False
+
+
+def test_jump_between_annotated_frames_and_nearby_boxes(qtbot, win, clip, tmp_path):
+    from avstudio.data.boxes import make_box
+
+    open_clip_in_library(qtbot, win, clip, tmp_path / "lib.avlib")
+    lib = win.library_panel.lib
+    lib.import_files([str(clip)])
+    row = lib.find(str(clip))
+    for f in (5, 20, 33):
+        lib.set_frame_boxes(row.id, f, f / 20, [make_box(0.1, 0.1, 0.3, 0.3)])
+    win.library_panel.open_library(str(tmp_path / "lib.avlib"))  # reopen: the tool reads the boxes
+    lib = win.library_panel.lib
+    assert win.box_tool.editor is not None
+    assert win.timeline.box_mark_times() == [pytest.approx(0.25), pytest.approx(1.0), pytest.approx(1.65)]
+    win.action("box_next_frame").trigger()
+    qtbot.waitUntil(lambda: win.current_frame == 5, timeout=WAIT)
+    win.action("box_next_frame").trigger()
+    qtbot.waitUntil(lambda: win.current_frame == 20, timeout=WAIT)
+    win.action("box_prev_frame").trigger()
+    qtbot.waitUntil(lambda: win.current_frame == 5, timeout=WAIT)
+    # two frames later the boxes of frame 5 are shown faded, named
+    win.seek_frame(7)
+    qtbot.waitUntil(lambda: win.view.frame_index == 7, timeout=WAIT)
+    qtbot.waitUntil(lambda: win.view.box_layer is not None and win.view.box_layer.ghost, timeout=WAIT)
+    assert win.view.box_layer.caption == "boxes of frame 5"
+    # C (in the tool) copies them onto this frame
+    win.action("box_tool").trigger()
+    win.action("box_copy_nearby").trigger()
+    assert [f.frame for f in lib.box_frames(row.id)] == [5, 7, 20, 33]
+
+
+def test_scores_in_the_panel_match_eval_library(qtbot, clip, tmp_path, dialogs):
+    """With the shipped model: each annotated frame's cIoU and NSA in the panel, and the
+    clip's running cIoU@0.5 / AUC, are the numbers `avstudio eval --library` reports."""
+    from avstudio.analysis.box_eval import evaluate_boxes, library_samples
+    from avstudio.data.library import ClipLibrary
+    from avstudio.nets.checkpoint import load_model
+
+    w = make_win(qtbot, load_model=True)
+    try:
+        qtbot.waitUntil(lambda: w.bundle is not None, timeout=WAIT)
+        open_clip_in_library(qtbot, w, clip, tmp_path / "lib.avlib")
+        w.action("box_tool").trigger()
+        view = w.view
+        for f, box in ((4, (0.1, 0.1, 0.5, 0.6)), (17, (0.4, 0.3, 0.9, 0.9)), (30, (0.0, 0.5, 0.4, 1.0))):
+            w.seek_frame(f)
+            qtbot.waitUntil(lambda f=f: w.view.frame_index == f, timeout=WAIT)
+            drag(view, box[:2], box[2:])
+        tool = w.box_tool
+        qtbot.waitUntil(lambda: len(tool.scores) == 3 and not tool.scoring, timeout=WAIT)
+        lib_path = w.library_panel.lib.path
+        with ClipLibrary(lib_path) as lib:
+            res = evaluate_boxes([load_model(None)], lambda cfg: library_samples(lib, cfg), {})
+        cli = {r["frame"]: r["model"] for r in res["models"][0]["frames"]}
+        assert sorted(cli) == [4, 17, 30]
+        for f, s in cli.items():
+            assert tool.scores[f]["model"] == s
+        summ = tool.running_summary()
+        want = res["models"][0]["overall"]["model"]["0.5"]
+        assert (summ["ciou@0.5"], summ["auc"], summ["n"]) == (want["ciou@0.5"], want["auc"], 3)
+        text = tool.panel.frame_scores.text()
+        assert f"cIoU <b>{cli[30]['0.5']['ciou']:.2f}</b>" in text  # the frame shown (30)
+        assert "cIoU@0.5" in tool.panel.clip_scores.text()
+        # the median binarisation, chosen in the panel
+        tool.panel.how.setCurrentIndex(1)
+        assert f"cIoU <b>{cli[30]['median']['ciou']:.2f}</b>" in tool.panel.frame_scores.text()
+        # resizing the box rescores that frame at once (the model's maps are kept): the whole
+        # image's cIoU is the share of the frame the new box covers
+        from avstudio.data.boxes import gt_map
+
+        drag(view, (0.4, 0.5), (0.6, 0.3))  # the selected box's top-right handle
+        lib = w.library_panel.lib
+        fb = lib.frame_boxes(lib.find(str(clip)).id, 30)
+        assert fb.boxes[0].x1 == pytest.approx(0.6, abs=0.02) and fb.boxes[0].y0 == pytest.approx(0.3, abs=0.02)
+        assert not tool.scoring
+        assert tool.scores[30]["whole_image"]["0.5"]["ciou"] == pytest.approx(float(gt_map(fb.boxes).mean()))
+        assert tool.scores[30]["whole_image"]["0.5"]["ciou"] != pytest.approx(0.4 * 0.5, abs=0.01)
+    finally:
+        w.shutdown()
