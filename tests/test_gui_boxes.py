@@ -227,3 +227,30 @@ def test_scores_in_the_panel_match_eval_library(qtbot, clip, tmp_path, dialogs):
         assert tool.scores[30]["whole_image"]["0.5"]["ciou"] != pytest.approx(0.4 * 0.5, abs=0.01)
     finally:
         w.shutdown()
+
+
+def test_first_box_creates_a_library_and_adds_the_clip(qtbot, win, clip, tmp_path, monkeypatch):
+    """A new user: a clip open, no library; B asks, "New library…" and a file name, and the
+    first drag is saved in the new library."""
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    assert win.open_file(str(clip))
+    qtbot.waitUntil(lambda: win.view.frame is not None, timeout=WAIT)
+    asked = []
+
+    def clicked(self):
+        asked.append(self.text())
+        return next(b for b in self.buttons() if b.text().startswith("New library"))
+
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: 0)
+    monkeypatch.setattr(QMessageBox, "clickedButton", clicked)
+    target = tmp_path / "my_clips"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    win.action("box_tool").trigger()
+    assert asked and "clip library" in asked[0]
+    lib = win.library_panel.lib
+    assert lib is not None and lib.path == str(tmp_path / "my_clips.avlib")
+    row = lib.find(str(clip))
+    assert row is not None and win.box_tool.active
+    drag(win.view, (0.3, 0.3), (0.7, 0.8))
+    assert len(lib.box_frames(row.id)) == 1
