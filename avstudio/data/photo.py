@@ -56,7 +56,7 @@ class PhotoConfig:
     n_distractors: tuple[int, int] = (0, 2)
     pictures: str = "train"  # which split the objects come from: train | val | test | all
     object_area: tuple[float, float] = (0.05, 0.35)  # each object's silhouette, share of the frame
-    max_total_area: float = 0.5  # objects shrink together when their shares add up above this
+    max_total_area: float = 0.45  # objects shrink together when their shares add up above this
     gain_db: float = 5.0  # each stem's level: reference +- this (any two within 2x this)
     ambient_prob: float = 0.6  # share of clips with off-screen ambience
     ambient_level: tuple[float, float] = (0.05, 0.5)  # its RMS relative to a source's
@@ -297,14 +297,14 @@ def _paths(rng: np.random.Generator, T: int, fps: float, lo: np.ndarray, hi: np.
            speed: np.ndarray, radius: np.ndarray) -> np.ndarray:
     """Centres [T, O, 2]: each object wanders with acceleration (a smoothly varying random
     force, some drag), bounces inside its box [lo_o, hi_o], and is pushed away from the others
-    when closer than 0.6x the sum of their radii (partial overlap stays possible)."""
+    when closer than 0.85x the sum of their radii (partial overlap stays possible)."""
     O = len(speed)
     pos = np.zeros((O, 2))
     for i in range(O):  # a start that overlaps the others as little as it can
         best, gap_best = None, -np.inf
         for _ in range(60):
             p = lo[i] + rng.random(2) * np.maximum(hi[i] - lo[i], 0)
-            gap = min([np.hypot(*(p - pos[j])) - 0.6 * (radius[i] + radius[j]) for j in range(i)], default=np.inf)
+            gap = min([np.hypot(*(p - pos[j])) - 0.85 * (radius[i] + radius[j]) for j in range(i)], default=np.inf)
             if gap > gap_best:
                 best, gap_best = p, gap
             if gap >= 0:
@@ -322,7 +322,7 @@ def _paths(rng: np.random.Generator, T: int, fps: float, lo: np.ndarray, hi: np.
             for j in range(i + 1, O):
                 dv = pos[i] - pos[j]
                 dist = float(np.hypot(*dv)) + 1e-6
-                lim = 0.6 * (radius[i] + radius[j])
+                lim = 0.85 * (radius[i] + radius[j])
                 if dist < lim:
                     push = dv / dist * (lim - dist) * 4.0
                     force[i] += push
@@ -475,8 +475,11 @@ def render_photo_clip(seed: int, index: int, n_sources: Optional[int] = None,
     all_items = snd_items + dis_items
     O = len(all_items)
     areas = rng.uniform(*cfg.object_area, size=O)
-    if areas.sum() > cfg.max_total_area:
-        areas *= cfg.max_total_area / areas.sum()
+    if areas.sum() > cfg.max_total_area:  # shrink what is above the smallest size, together
+        a0 = cfg.object_area[0]
+        extra = areas - a0
+        room = max(cfg.max_total_area - O * a0, 0.0)
+        areas = a0 + extra * (room / max(extra.sum(), 1e-9))
     look = rs["look"]
     objs: list[_Obj] = []
     for i, it in enumerate(all_items):
@@ -592,9 +595,9 @@ def render_photo_clip(seed: int, index: int, n_sources: Optional[int] = None,
     for o, ob in enumerate(objs):
         sh, sw = ob.sprite.shape[:2]
         half_w, half_h = 0.5 * sw * ob.sprite_scale, 0.5 * sh * ob.sprite_scale
-        # keep at least about 70 % of the object inside the frame
-        lo_[o] = [min(0.4 * half_w, W / 2), min(0.4 * half_h, H / 2)]
-        hi_[o] = [max(W - 0.4 * half_w, W / 2), max(H - 0.4 * half_h, H / 2)]
+        # keep at least about 80 % of the object inside the frame
+        lo_[o] = [min(0.6 * half_w, W / 2), min(0.6 * half_h, H / 2)]
+        hi_[o] = [max(W - 0.6 * half_w, W / 2), max(H - 0.6 * half_h, H / 2)]
         rad[o] = math.sqrt(ob.area * W * H / math.pi)
     speeds = mrng.uniform(0.03, 0.18, O) * min(W, H)
     centres[:] = _paths(mrng, T, fps, lo_, hi_, speeds, rad)
@@ -820,7 +823,7 @@ def _occluder(rng: np.random.Generator, bank: pb.Bank, canvas: np.ndarray, label
     cells = int(rng.integers(3, 7))
     coarse = rng.random((cells + 1, cells + 1)).astype(np.float32)
     wob = cv2.resize(coarse, (Wo, Ho), interpolation=cv2.INTER_CUBIC) - 0.5
-    cover = rng.uniform(0.12, 0.3)
+    cover = rng.uniform(0.08, 0.22)
     if side == "left":
         f = np.broadcast_to(xx, (Ho, Wo))
     elif side == "right":
