@@ -38,10 +38,36 @@ from .separate import evaluate_separation
 class Sample:
     clip: str
     level: int  # number of sounding sources
-    frame: np.ndarray  # uint8 [3, S, S]
+    frame: np.ndarray  # uint8 [3, S, S], or a stack [F, 3, S, S] for a model that stacks frames
     wave: np.ndarray  # mixture window [samples]
     stems: np.ndarray  # clean stem windows [k, samples]
     masks: np.ndarray  # bool [k, H, W] per sounding source (stem order)
+
+
+def pick_eval_frames(gt, n: int, audio_seconds: float = 1.0, active: float = 0.4) -> np.ndarray:
+    """Up to ``n`` frame indices of a clip to score, evenly spread, at least half a second from
+    its ends. Where the ground truth has each stem's loudness per frame (the photo world, whose
+    recordings pause), only moments where every source is heard are used: each stem's loudness
+    reaches ``active`` (about 18 dB below its peak) within the middle half of the audio window,
+    the part of the window the frame shows; a clip with no such moment uses the moments where
+    its quietest source is loudest."""
+    fps = gt.fps
+    T = gt.masks.shape[0]
+    lo, hi = int(0.5 * fps), max(int(0.5 * fps) + 1, T - int(0.5 * fps))
+    cand = np.arange(lo, hi)
+    loud = gt.loudness
+    if loud is None or loud.shape[0] == 0 or loud.shape[1] != T:
+        return np.unique(np.linspace(lo, hi - 1, n).round().astype(int))
+    r = max(1, int(round(audio_seconds * fps / 4)))
+    pad = np.pad(loud, ((0, 0), (r, r)), mode="edge")
+    win = np.stack([pad[:, i:i + T] for i in range(2 * r + 1)]).max(axis=0)  # [S, T]
+    heard = win.min(axis=0)[cand]  # the quietest source's loudness near each moment
+    ok = cand[heard >= active]
+    if len(ok) == 0:
+        ok = cand[np.argsort(-heard, kind="stable")[:max(n, 1)]]
+        ok.sort()
+    pick = np.unique(np.linspace(0, len(ok) - 1, min(n, len(ok))).round().astype(int))
+    return ok[pick]
 
 
 def load_samples(data: str | Path, cfg, frames_per_clip: int = 4, levels: Optional[Sequence[int]] = None,
@@ -65,8 +91,7 @@ def load_samples(data: str | Path, cfg, frames_per_clip: int = 4, levels: Option
         sounding.sort(key=lambda o: o["stem_index"])
         obj_index = [objects.index(o) for o in sounding]
         T = gt.masks.shape[0]
-        lo, hi = int(0.5 * fps), max(int(0.5 * fps) + 1, T - int(0.5 * fps))
-        idx = np.unique(np.linspace(lo, hi - 1, frames_per_clip).round().astype(int))
+        idx = pick_eval_frames(gt, frames_per_clip, cfg.audio_seconds)
         audio = read_audio(r.path, cfg.sample_rate)
         stems = gt.stems
         if sr != cfg.sample_rate:
@@ -74,8 +99,13 @@ def load_samples(data: str | Path, cfg, frames_per_clip: int = 4, levels: Option
 
             stems = AF.resample(torch.from_numpy(stems), sr, cfg.sample_rate).numpy()
         with VideoReader(r.path) as vr:
+            need = sorted({j for t in idx for j in cfg.stack_indices(int(t), fps, T)})
+            got = {fi: rgb.transpose(2, 0, 1) for fi, _, rgb in vr.frames(need[0], need[-1] + 1, size=(S, S))
+                   if fi in set(need)}
+            last = max(got) if got else 0
             for t in idx:
-                frame = vr.frame(int(t), size=(S, S)).transpose(2, 0, 1)
+                stack = [got.get(j, got.get(last)) for j in cfg.stack_indices(int(t), fps, T)]
+                frame = stack[len(stack) // 2] if cfg.stack <= 1 else np.stack(stack)
                 c = t / fps  # frame t shows time t / fps
                 out.append(Sample(
                     clip=r.path, level=len(sounding), frame=np.ascontiguousarray(frame),
@@ -127,13 +157,15 @@ def localization_scores(av, samples: Sequence[Sample], batch: int = 32, baseline
     return {f"C{k}": v for k, v in by_level.items()}
 
 
-def make_val_fn(data: str | Path, cfg, frames_per_clip: int = 2, max_clips: int = 40):
-    """A validation callback for the trainer: primary cIoU@0.5 etc. at the stage's level."""
+def make_val_fn(data: str | Path, cfg=None, frames_per_clip: int = 2, max_clips: int = 40):
+    """A validation callback for the trainer: primary cIoU@0.5 etc. at the stage's level.
+    Samples are read with the input settings of the model it is given (``cfg`` is unused, kept
+    for callers)."""
     cache: dict[int, list[Sample]] = {}
 
     def val(av, k: int) -> dict:
         if k not in cache:
-            cache[k] = load_samples(data, cfg, frames_per_clip, levels=[k], max_clips=max_clips)
+            cache[k] = load_samples(data, av.cfg, frames_per_clip, levels=[k], max_clips=max_clips)
         if not cache[k]:
             return {}
         r = localization_scores(av, cache[k], baselines=False).get(f"C{k}", {})

@@ -224,7 +224,60 @@ def _permutations(k: int) -> np.ndarray:
 
 
 def _to_tensor_frames(frames: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+    """RGB frames [H, W, 3] (or stacks [F, H, W, 3]) -> uint8 [B, 3, H, W] (or [B, F, 3, H, W])."""
+    x = torch.from_numpy(np.stack(frames))
+    return (x.permute(0, 3, 1, 2) if x.dim() == 4 else x.permute(0, 1, 4, 2, 3)).contiguous()
+
+
+class FrameStacker:
+    """Turns a stream of decoded frames into the model's visual inputs: for a model that stacks
+    F frames (``cfg.stack``) each frame's stack is ready once the frame ``cfg.stack_step_s * F/2``
+    after it has arrived; a still-frame model gets each frame as it comes. Frames past either end
+    of the clip are the clip's first / last frame (as in training)."""
+
+    def __init__(self, cfg, fps: float, n_frames: int):
+        self.cfg, self.fps, self.n = cfg, float(fps), int(n_frames)
+        self.buf: dict[int, np.ndarray] = {}
+        self.pad = 0 if cfg.stack <= 1 else max(abs(int(round(o * fps))) for o in cfg.stack_offsets_s())
+        self.waiting: list[tuple[int, float]] = []
+        self.last = -1
+
+    def decode_range(self, start: int, stop: int) -> tuple[int, int]:
+        """The frames to decode so that frames [start, stop) get whole stacks."""
+        return max(0, start - self.pad), min(self.n, stop + self.pad) if self.n > 0 else stop + self.pad
+
+    def _stack(self, j: int) -> np.ndarray:
+        if self.cfg.stack <= 1:
+            return self.buf[j]
+        have = sorted(self.buf)
+        out = []
+        for k in self.cfg.stack_indices(j, self.fps, max(self.n, self.last + 1)):
+            if k not in self.buf:  # not decoded (outside the decoded range, or damaged): nearest
+                k = min(have, key=lambda x: abs(x - k))
+            out.append(self.buf[k])
+        return np.stack(out)
+
+    def push(self, fi: int, ft: float, rgb: np.ndarray, wanted: bool) -> list[tuple[int, float, np.ndarray]]:
+        """Add decoded frame ``fi``; ``wanted``: its heatmap is asked for. Returns the (index,
+        time, model input) of the frames whose stacks are now complete."""
+        self.buf[fi] = rgb
+        self.last = max(self.last, fi)
+        if wanted:
+            self.waiting.append((fi, ft))
+        ready = [(j, t) for j, t in self.waiting if j + self.pad <= fi]
+        return self._emit(ready)
+
+    def finish(self) -> list[tuple[int, float, np.ndarray]]:
+        return self._emit(list(self.waiting))
+
+    def _emit(self, ready) -> list[tuple[int, float, np.ndarray]]:
+        out = [(j, t, self._stack(j)) for j, t in ready]
+        done = {j for j, _ in ready}
+        self.waiting = [w for w in self.waiting if w[0] not in done]
+        keep_from = (min(j for j, _ in self.waiting) if self.waiting else self.last + 1) - self.pad
+        for k in [k for k in self.buf if k < keep_from and k != self.last]:
+            del self.buf[k]
+        return out
 
 
 @torch.no_grad()
@@ -246,7 +299,14 @@ def predict_count(bundle, path: str, windows: int = 8) -> tuple[int, float, floa
         if n <= 0:
             raise MediaError(f"{show(path)}: no video frames")
         idx = sorted({int(i) for i in np.linspace(0, n - 1, min(windows, n)).round()})
-        frames = [vr.frame(i, size=(S, S)) for i in idx]
+        fps = float(info.fps or 25.0)
+        got: dict[int, np.ndarray] = {}
+        for i in idx:
+            for j in cfg.stack_indices(i, fps, n):
+                if j not in got:
+                    got[j] = vr.frame(j, size=(S, S))
+        frames = [got[i] if cfg.stack <= 1 else np.stack([got[j] for j in cfg.stack_indices(i, fps, n)])
+                  for i in idx]
         times = [vr.time_of_index(i) for i in idx]
     waves = []
     for t in times:
@@ -375,16 +435,21 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
             on_batch(fi, hv.astype(np.float32))
         pending.clear()
 
+    stacker = FrameStacker(cfg, fps, info.frame_count)
+    stop_at = info.frame_count if stop_frame is None else stop_frame
+    d0, d1 = stacker.decode_range(start_frame, stop_at)
     with VideoReader(path) as vr:
         # frames are decoded in a background thread, up to PREFETCH_FRAMES ahead, so decoding
         # overlaps the model (PyAV and torch release the GIL); decode_s is the time spent
-        # waiting for frames
-        frames = _Prefetch(lambda: vr.frames(start_frame, stop_frame, size=(S, S)),
+        # waiting for frames. A model that stacks frames also gets the few frames around the
+        # range (its stacks' neighbours).
+        frames = _Prefetch(lambda: vr.frames(d0, d1 if stop_frame is not None or stacker.pad else None,
+                                             size=(S, S)),
                            max(PREFETCH_FRAMES, batch)) if PREFETCH_FRAMES > 0 else \
-            vr.frames(start_frame, stop_frame, size=(S, S))
+            vr.frames(d0, d1 if stop_frame is not None or stacker.pad else None, size=(S, S))
         try:
             td = time.perf_counter()
-            for fi, ft, rgb in frames:
+            for fi, ft, rgb in _stacked(frames, stacker, start_frame, stop_at):
                 t_decode += time.perf_counter() - td
                 check_cancel(cancel, "analysis")
                 pending.append((fi, float(ft), rgb))
@@ -416,6 +481,17 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
         visual_vectors=_cat32(vvecs), audio_centers=_cat32(acent), timings=timings, model=bundle.name,
         count_prediction=count_pred, attended_vectors=_cat32(attended) if attend_tau is not None else None,
         attended_tau=float(attend_tau if attend_tau is not None else 0.05), sink=sink)
+
+
+def _stacked(frames, stacker: FrameStacker, start: int, stop: int):
+    """(index, time, model input) of the frames in [start, stop), from the decoded stream."""
+    try:
+        for fi, ft, rgb in frames:
+            yield from stacker.push(fi, ft, rgb, start <= fi < stop)
+    except MediaError:
+        yield from stacker.finish()  # what decoded before the damage still gets its maps
+        raise
+    yield from stacker.finish()
 
 
 def _cat32(parts: list) -> np.ndarray:

@@ -50,12 +50,22 @@ def register(sub):
                    help="learning rate within each stage (cosine: down to lr/10)")
     p.add_argument("--alignment", choices=["source", "scene"], default="source",
                    help="source-level (clusters + matching; the method) or scene-level (ablation only)")
+    p.add_argument("--stage-lr", type=float, default=1.0, metavar="F",
+                   help="stage i starts at lr * F**i (default 1: every stage restarts at --lr)")
+    p.add_argument("--replay", type=float, default=0.0, metavar="SHARE",
+                   help="share of each later stage's steps spent on clips of the earlier stages "
+                        "(with their k), against forgetting them (default 0)")
     p.add_argument("--no-curriculum", action="store_true",
                    help="ablation baseline: one stage over every level at once (same number of steps)")
     p.add_argument("--counter-epochs", type=int, default=6, help="epochs of counter fitting (0: skip)")
     p.add_argument("--val-data", default=None, help="a synth folder (other seeds) to track localization per epoch")
-    p.add_argument("--arch", choices=["default", "small"], default="default",
-                   help="network size for a new model (small: tests and quick experiments)")
+    p.add_argument("--arch", choices=["default", "small", "photo", "photo-small"], default="default",
+                   help="architecture of a new model: default (the shapes world's), photo (photographs: "
+                        "144 px, residual trunk, 7 stacked frames), small / photo-small (tests, quick "
+                        "experiments)")
+    p.add_argument("--arch-set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change one field of the new model's architecture (repeatable), e.g. "
+                        "--arch-set stack=1 --arch-set vis_channels=24,32,64,96 (ablations)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=0,
                    help="DataLoader worker processes decoding clips per step (default 0: every clip "
@@ -68,6 +78,40 @@ def register(sub):
                    help="print one JSON progress event per line on stdout instead of progress bars "
                         "(the app reads them), and the result as one JSON line")
     return p
+
+
+def arch_overrides(items) -> dict:
+    """``["stack=1", "vis_channels=24,32"]`` -> typed AVConfig fields (one clear error if wrong)."""
+    from dataclasses import fields
+
+    from ..errors import DataError
+    from ..nets.config import AVConfig
+
+    known = {f.name: f.default for f in fields(AVConfig)}
+    out = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in known:
+            raise DataError(f"--arch-set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(known))}")
+        want = known[key]
+        try:
+            if isinstance(want, bool):
+                if val.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(val)
+                v = val.lower() in ("true", "1", "yes")
+            elif isinstance(want, int):
+                v = int(val)
+            elif isinstance(want, float):
+                v = float(val)
+            elif isinstance(want, tuple):
+                v = tuple(int(x) for x in val.split(",") if x.strip())
+            else:
+                v = val
+        except ValueError:
+            raise DataError(f"--arch-set {item!r}: {val!r} is not a valid {type(want).__name__}") from None
+        out[key] = v
+    return out
 
 
 def rows_from_args(args):
@@ -113,6 +157,7 @@ def run(args) -> int:
                        alignment=args.alignment, counter_epochs=args.counter_epochs,
                        max_minutes=args.max_minutes, device=args.device, threads=args.threads,
                        curriculum=not args.no_curriculum, num_workers=args.workers,
+                       stage_lr=args.stage_lr, replay=args.replay,
                        gather_negatives=not args.local_negatives)
     info = D.from_env()
     if getattr(args, "json_progress", False) and info.is_main:
@@ -124,13 +169,13 @@ def run(args) -> int:
     val_fn = None
     if args.val_data:
         from ..analysis.evaluate import make_val_fn
-        from ..nets.config import AVConfig
 
-        val_fn = make_val_fn(args.val_data, AVConfig())  # only the input settings are used
+        val_fn = make_val_fn(args.val_data)  # samples read with the trained model's input settings
     command = "avstudio " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     from ..nets.config import default_config
 
-    model_cfg = None if args.init else default_config(args.arch, alignment=args.alignment)
+    model_cfg = None if args.init else default_config(args.arch, alignment=args.alignment,
+                                                      **arch_overrides(args.arch_set))
     trainer = Trainer(rows, args.out, tcfg, model_cfg=model_cfg, init=args.init, progress=progress, val_fn=val_fn,
                       command=command, data_summary=summary)
     try:

@@ -27,14 +27,55 @@ class ClipFormat(Protocol):
     sample_rate: int  # audio rate
     audio_seconds: float  # the audio window around a frame
 
+    stack: int  # frames per visual sample (1: a still frame)
+
     @property
     def audio_samples(self) -> int: ...
+
+    def stack_indices(self, centre: int, fps: float, n_frames: int) -> list[int]: ...
+
+
+class JpegFrames:
+    """A clip's frames kept as JPEG bytes (about a tenth of the memory of raw frames: thousands
+    of clips fit in memory), decoded on access. Indexing like a uint8 array [T, 3, S, S]:
+    ``frames[j]`` -> [3, S, S], ``frames[[i, j, ...]]`` -> [n, 3, S, S]."""
+
+    def __init__(self, frames_hw3, quality: int = 92):
+        import cv2
+
+        self._jpg: list[bytes] = []
+        shape = None
+        for rgb in frames_hw3:
+            ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if not ok:
+                raise ValueError("JPEG encoding failed")
+            self._jpg.append(buf.tobytes())
+            shape = rgb.shape
+        self.shape = (len(self._jpg), 3, shape[0], shape[1]) if shape is not None else (0, 3, 0, 0)
+
+    def __len__(self) -> int:
+        return len(self._jpg)
+
+    def _one(self, j: int) -> np.ndarray:
+        import cv2
+
+        bgr = cv2.imdecode(np.frombuffer(self._jpg[int(j)], np.uint8), cv2.IMREAD_COLOR)
+        return np.ascontiguousarray(bgr[..., ::-1].transpose(2, 0, 1))
+
+    def __getitem__(self, idx):
+        if isinstance(idx, (int, np.integer)):
+            return self._one(int(idx))
+        return np.stack([self._one(int(j)) for j in idx])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(b) for b in self._jpg)
 
 
 @dataclass
 class DecodedClip:
     path: str
-    frames: np.ndarray  # uint8 [T, 3, S, S]
+    frames: "np.ndarray | JpegFrames"  # uint8 [T, 3, S, S] (or the same as JPEG bytes)
     audio: np.ndarray  # float32 [N] at cfg.sample_rate
     fps: float
     count: Optional[int]
@@ -48,20 +89,22 @@ class DecodedClip:
         return self.frames.nbytes + self.audio.nbytes
 
 
-def decode_clip(path: str, cfg: ClipFormat, count: Optional[int] = None, max_seconds: float | None = None) -> DecodedClip:
-    """Decode a whole clip at the model's frame size and sample rate (raises MediaError)."""
+def decode_clip(path: str, cfg: ClipFormat, count: Optional[int] = None, max_seconds: float | None = None,
+                jpeg: bool = False) -> DecodedClip:
+    """Decode a whole clip at the model's frame size and sample rate (raises MediaError).
+    ``jpeg``: keep the frames as JPEG bytes (:class:`JpegFrames`) instead of raw arrays."""
     S = cfg.frame_size
     frames = []
     with VideoReader(path) as vr:
         fps = float(vr.info.fps or 25.0)
         stop = None if max_seconds is None else int(max_seconds * fps)
         for _, _, rgb in vr.frames(0, stop, size=(S, S)):
-            frames.append(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+            frames.append(rgb if jpeg else np.ascontiguousarray(rgb.transpose(2, 0, 1)))
     if not frames:
         raise MediaError(f"{path}: no video frames could be decoded")
     end = len(frames) / fps
     audio = read_audio(path, cfg.sample_rate, 0.0, end).astype(np.float32)
-    return DecodedClip(path, np.stack(frames), audio, fps, count)
+    return DecodedClip(path, JpegFrames(frames) if jpeg else np.stack(frames), audio, fps, count)
 
 
 def audio_window(audio: np.ndarray, center_s: float, cfg: ClipFormat) -> np.ndarray:
@@ -73,6 +116,15 @@ def audio_window(audio: np.ndarray, center_s: float, cfg: ClipFormat) -> np.ndar
     if b > a:
         out[a - start:b - start] = audio[a:b]
     return out
+
+
+def stack_frames(frames: np.ndarray, centres, fps: float, cfg: ClipFormat) -> np.ndarray:
+    """The model's visual input at frames ``centres`` of a decoded clip ``frames`` [T, 3, S, S]:
+    ``[len(centres), 3, S, S]`` for a still-frame model, ``[len(centres), F, 3, S, S]`` for a
+    model that stacks F frames (``cfg.stack``; clamped at the clip's ends)."""
+    if cfg.stack <= 1:
+        return np.stack([frames[int(j)] for j in centres])
+    return np.stack([frames[list(cfg.stack_indices(int(j), fps, len(frames)))] for j in centres])
 
 
 def pick_moments(n_frames: int, fps: float, m: int, rng: np.random.Generator, min_gap_s: float = 1.0) -> list[int]:
@@ -95,7 +147,7 @@ class ClipWindows(torch.utils.data.Dataset):
 
     def __init__(self, rows: Sequence, cfg: ClipFormat, moments: int = 2, seed: int = 0,
                  cache_bytes: int = 4 << 30, max_seconds: float | None = None,
-                 shared: Optional[dict] = None):
+                 shared: Optional[dict] = None, jpeg: Optional[bool] = None):
         self.paths = [r.path for r in rows]
         self.counts = [r.count for r in rows]
         self.cfg = cfg
@@ -111,6 +163,11 @@ class ClipWindows(torch.utils.data.Dataset):
         # decoded clips shared between datasets of one process (e.g. the curriculum stages
         # and the counter's dataset), keyed by path, so nothing is decoded twice
         self.shared = shared
+        # frames kept as JPEG when raw frames of every clip would not fit comfortably (a clip of
+        # 4 s at 25 fps and 144 px is 6 MB raw, ~0.6 MB as JPEG)
+        if jpeg is None:
+            jpeg = len(self.paths) * 100 * 3 * cfg.frame_size ** 2 > (3 << 30)
+        self.jpeg = bool(jpeg)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -132,7 +189,7 @@ class ClipWindows(torch.utils.data.Dataset):
                 self._cache[i] = c
             return c
         try:
-            c = decode_clip(path, self.cfg, self.counts[i], self.max_seconds)
+            c = decode_clip(path, self.cfg, self.counts[i], self.max_seconds, jpeg=self.jpeg)
         except AVStudioError as exc:
             self.failures[path] = str(exc)
             return None
@@ -152,7 +209,7 @@ class ClipWindows(torch.utils.data.Dataset):
             return None
         rng = np.random.default_rng([self.seed, self.epoch, i])
         idx = pick_moments(len(c.frames), c.fps, self.moments, rng)
-        frames = np.stack([c.frames[j] for j in idx])
+        frames = stack_frames(c.frames, idx, c.fps, self.cfg)
         wave = np.stack([audio_window(c.audio, j / c.fps, self.cfg) for j in idx])
         count = -1 if c.count is None else int(c.count)
         return {"frames": torch.from_numpy(frames), "wave": torch.from_numpy(wave),
@@ -176,6 +233,9 @@ def augment_frames(frames: torch.Tensor, gen: torch.Generator, min_scale: float 
     """Random shifted crops (scale min_scale..1) and horizontal flips, on a batch [B,3,S,S]."""
     import torch.nn.functional as F
 
+    if frames.dim() == 5:  # stacks: the same crop and flip for every frame of a stack
+        B, Fn, C, H, W = frames.shape
+        return augment_frames(frames.reshape(B, Fn * C, H, W), gen, min_scale).reshape(B, Fn, C, H, W)
     B = frames.shape[0]
     x = frames.float()
     s = min_scale + (1 - min_scale) * torch.rand(B, generator=gen)

@@ -50,9 +50,21 @@ class AVConfig:
     n_mels: int = 64
     # visual encoder: stride-4 conv net with replicate padding (docs/method.md, "the shortcut")
     vis_channels: tuple[int, ...] = (32, 64, 64, 64, 64)
+    # "plain": the stack of 3x3 convs above (stride 4); "res": a residual trunk down to stride 8
+    # (a wider receptive field, for photographs) whose last stage is brought back to stride 4
+    # and joined with the stride-4 features (vis_channels = widths at strides 2, 4, 8, 8)
+    vis_arch: str = "plain"
+    # frames per visual sample: 1 (a still frame) or an odd number of frames `stack_step_s`
+    # apart, centred on the analysed moment; the encoder then sees the centre frame and the
+    # grey-level differences of consecutive frames of the stack (motion, pulses), which lets
+    # audio-visual synchrony, not only appearance, say which object sounds
+    stack: int = 1
+    stack_step_s: float = 0.06
     # audio encoder
     aud_channels: tuple[int, ...] = (32, 64, 64, 64)
     embed_dim: int = 64
+    # the audio encoder sees where in its window each spectrogram column is (a time channel)
+    audio_time_channel: bool = False
     # soft k-means
     kmeans_iters: int = 4
     kmeans_beta: float = 30.0  # softmax(-beta * squared distance) on unit vectors
@@ -82,6 +94,17 @@ class AVConfig:
     def audio_samples(self) -> int:
         return int(round(self.audio_seconds * self.sample_rate))
 
+    def stack_offsets_s(self) -> list[float]:
+        """Times (s) of the stacked frames relative to the analysed moment (``[0.0]`` for 1)."""
+        n = max(1, int(self.stack))
+        return [(i - (n - 1) / 2) * float(self.stack_step_s) for i in range(n)]
+
+    def stack_indices(self, centre: int, fps: float, n_frames: int) -> list[int]:
+        """Frame indices of the stack around frame ``centre`` of a clip of ``n_frames`` frames
+        at ``fps`` (clamped to the clip)."""
+        hi = max(0, int(n_frames) - 1)
+        return [min(max(int(round(centre + o * fps)), 0), hi) for o in self.stack_offsets_s()]
+
 
 @dataclass
 class CounterConfig:
@@ -107,6 +130,13 @@ ARCHS = {
     "default": {},
     # a tiny network for tests and quick experiments (same code, fewer channels)
     "small": {"vis_channels": (8, 16, 16), "aud_channels": (8, 16, 16), "embed_dim": 16},
+    # photographs: 144 px frames, a residual trunk (maps 36 x 36), 7 stacked frames, a time
+    # channel for the audio encoder (docs/results.md, the photo world)
+    "photo": {"frame_size": 144, "vis_arch": "res", "vis_channels": (32, 48, 96, 128), "stack": 7,
+              "stack_step_s": 0.06, "aud_channels": (32, 64, 96, 96), "audio_time_channel": True},
+    "photo-small": {"frame_size": 64, "vis_arch": "res", "vis_channels": (8, 8, 16, 16), "stack": 3,
+                    "stack_step_s": 0.08, "aud_channels": (8, 16, 16), "audio_time_channel": True,
+                    "embed_dim": 16},
 }
 
 

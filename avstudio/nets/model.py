@@ -42,23 +42,83 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     )
 
 
+class _Res(nn.Module):
+    """Residual block: two 3x3 convs (replicate padding, batch norm), identity or 1x1 skip."""
+
+    def __init__(self, cin: int, cout: int, dilation: int = 1):
+        super().__init__()
+        pad = dilation
+        self.c1 = nn.Conv2d(cin, cout, 3, padding=pad, dilation=dilation, padding_mode="replicate", bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=pad, dilation=dilation, padding_mode="replicate", bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.skip = nn.Identity() if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False),
+                                                                   nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = F.relu(self.b1(self.c1(x)), inplace=True)
+        return F.relu(self.b2(self.c2(y)) + self.skip(x), inplace=True)
+
+
+def stack_input(frames: torch.Tensor, stack: int) -> torch.Tensor:
+    """The visual encoder's input from frames: uint8/float 0..255 ``[B, 3, H, W]`` (a still
+    frame) or ``[B, F, 3, H, W]`` (a stack, F = ``stack``) -> float ``[B, 3 + stack - 1, H, W]``:
+    the centre frame's RGB (-0.5..0.5) and the grey-level differences of consecutive frames
+    (x4). A still frame given to a stacking model has no motion: its differences are zero."""
+    if frames.dim() == 4:
+        x = frames.float() * (1.0 / 255.0) - 0.5
+        if stack <= 1:
+            return x
+        return torch.cat([x, x.new_zeros(x.shape[0], stack - 1, *x.shape[2:])], 1)
+    B, Fn = frames.shape[:2]
+    if Fn != stack:
+        raise ValueError(f"the model stacks {stack} frames, got {Fn}")
+    x = frames.float() * (1.0 / 255.0)
+    centre = x[:, Fn // 2] - 0.5
+    if Fn == 1:
+        return centre
+    grey = 0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]  # [B, F, H, W]
+    return torch.cat([centre, 4.0 * (grey[:, 1:] - grey[:, :-1])], 1)
+
+
 class VisualEncoder(nn.Module):
     def __init__(self, cfg: AVConfig):
         super().__init__()
+        self.arch = cfg.vis_arch
+        self.stack = max(1, int(cfg.stack))
+        cin = 3 + self.stack - 1
         chans = list(cfg.vis_channels)
-        layers = []
-        cin = 3
-        for i, c in enumerate(chans):
-            layers.append(_conv(cin, c, stride=2 if i < 2 else 1))
-            cin = c
-        self.body = nn.Sequential(*layers)
-        self.proj = nn.Conv2d(cin, cfg.embed_dim, 1)
+        if self.arch == "res":
+            w2, w4, w8, w8b = (chans + chans[-1:] * 4)[:4]
+            self.stem = _conv(cin, w2, stride=2)  # /2
+            self.s4 = nn.Sequential(_conv(w2, w4, stride=2), _Res(w4, w4))  # /4
+            self.s8 = nn.Sequential(_conv(w4, w8, stride=2), _Res(w8, w8), _Res(w8, w8b, dilation=2))  # /8
+            self.lat = nn.Conv2d(w8b, w4, 1)
+            self.fuse = _conv(2 * w4, max(w4, cfg.embed_dim))
+            self.proj = nn.Conv2d(max(w4, cfg.embed_dim), cfg.embed_dim, 1)
+        elif self.arch == "plain":
+            layers = []
+            for i, c in enumerate(chans):
+                layers.append(_conv(cin, c, stride=2 if i < 2 else 1))
+                cin = c
+            self.body = nn.Sequential(*layers)
+            self.proj = nn.Conv2d(cin, cfg.embed_dim, 1)
+        else:
+            raise ValueError(f"unknown visual architecture {self.arch!r} (plain or res)")
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames: uint8 or float [B, 3, H, W] (0..255) -> unit vectors [B, D, H/4, W/4]."""
+        """frames: uint8 or float (0..255), [B, 3, H, W] or a stack [B, F, 3, H, W]
+        -> unit vectors [B, D, H/4, W/4]."""
         # channels-last runs the CPU (oneDNN) convolutions about a third faster
-        x = (frames.float() * (1.0 / 255.0) - 0.5).contiguous(memory_format=torch.channels_last)
-        return normalize(self.proj(self.body(x)), dim=1).contiguous()
+        x = stack_input(frames, self.stack).contiguous(memory_format=torch.channels_last)
+        if self.arch == "res":
+            f4 = self.s4(self.stem(x))
+            f8 = self.lat(self.s8(f4))
+            up = F.interpolate(f8, size=f4.shape[-2:], mode="bilinear", align_corners=False)
+            y = self.proj(self.fuse(torch.cat([f4, up], 1)))
+        else:
+            y = self.proj(self.body(x))
+        return normalize(y, dim=1).contiguous()
 
 
 class LogMel(nn.Module):
@@ -79,9 +139,10 @@ class AudioEncoder(nn.Module):
         super().__init__()
         self.logmel = LogMel(cfg)
         self.norm = nn.BatchNorm2d(1)
+        self.time_channel = bool(cfg.audio_time_channel)
         chans = list(cfg.aud_channels)
         layers = []
-        cin = 1
+        cin = 2 if self.time_channel else 1
         for i, c in enumerate(chans):
             layers.append(_conv(cin, c, stride=2 if i < 2 else 1))
             cin = c
@@ -92,6 +153,9 @@ class AudioEncoder(nn.Module):
         """wave [B, S] -> (unit vectors [B, D, f, t], position weights [B, f*t] in 0..1)."""
         power = self.logmel(wave)
         x = self.norm(torch.log(power + 1e-8))
+        if self.time_channel:  # -1 at the window's start .. 1 at its end
+            t = torch.linspace(-1.0, 1.0, x.shape[-1], device=x.device, dtype=x.dtype)
+            x = torch.cat([x, t.expand(x.shape[0], 1, x.shape[2], -1)], 1)
         feats = normalize(self.proj(self.body(x)), dim=1)
         e = F.adaptive_avg_pool2d(power, feats.shape[-2:]).flatten(1)  # [B, f*t]
         db = 10.0 * torch.log10(e + 1e-10)

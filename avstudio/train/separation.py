@@ -141,26 +141,44 @@ def _pick_frames(n_frames: int, fps: float, duration: float, count: int, rng: np
     return np.sort(rng.choice(cand, size=count, replace=len(cand) < count))
 
 
+def _stacks(get, idx, fps: float, n_frames: int, av_cfg) -> np.ndarray:
+    """The AV model's visual input at frames ``idx``: [n, 3, S, S], or [n, F, 3, S, S] for a
+    model that stacks frames (``get(j)`` -> frame j as [3, S, S]; each frame read once)."""
+    if av_cfg.stack <= 1:
+        return np.stack([get(int(j)) for j in idx])
+    cache: dict[int, np.ndarray] = {}
+
+    def one(j: int) -> np.ndarray:
+        if j not in cache:
+            cache[j] = get(j)
+        return cache[j]
+
+    return np.stack([np.stack([one(j) for j in av_cfg.stack_indices(int(i), fps, n_frames)]) for i in idx])
+
+
 class SynthSource:
     """Clips of the synthetic benchmark rendered in memory (exact stems and masks)."""
 
-    def __init__(self, seed: int, av_frame_size: int, sample_rate: int, overrides: Optional[dict] = None):
-        from ..data.synth import SynthConfig
+    def __init__(self, seed: int, av_cfg, sample_rate: int, overrides: Optional[dict] = None):
+        from ..data.synth import config_from_dict
 
         self.seed = int(seed)
+        self.av_cfg = av_cfg
+        size = int(av_cfg.frame_size)
         # drawn straight at the AV model's frame size: the visual vectors are the same as from a
-        # 224 px clip scaled down (cosine >= 0.996 measured) and rendering costs half as much
-        self.cfg = SynthConfig(**{"size": (av_frame_size, av_frame_size), **(overrides or {})})
-        self.size = av_frame_size
+        # 224 px clip scaled down (cosine >= 0.996 measured) and rendering costs half as much.
+        # overrides {"world": "photo", ...} render the photo world instead of the shapes world.
+        self.cfg = config_from_dict({"size": [size, size], **(overrides or {})})
+        self.size = size
         self.sr = sample_rate
 
     def describe(self) -> dict:
         return {"synth_seed": self.seed, "synth_config": self.cfg.to_dict()}
 
     def raw(self, index: int, count: int, n_frames: int, rng: np.random.Generator, seed: Optional[int] = None) -> RawClip:
-        from ..data.synth import render_clip
+        from ..data.synth import render_any
 
-        clip = render_clip(self.seed if seed is None else seed, index, count, self.cfg)
+        clip = render_any(self.seed if seed is None else seed, index, count, self.cfg)
         if clip.sample_rate != self.sr:
             raise DataError(f"the synthetic clips are at {clip.sample_rate} Hz, the separator needs {self.sr} Hz")
         stem_obj = [None] * clip.stems.shape[0]
@@ -170,7 +188,8 @@ class SynthSource:
         m = clip.masks[:, stem_obj]  # [T, S, H, W]
         visible = (m.sum(axis=(2, 3)) >= 40).all(axis=1)
         idx = _pick_frames(len(clip.frames), clip.fps, float(clip.meta["duration"]), n_frames, rng, visible)
-        frames = np.stack([_resize_frame(clip.frames[i], self.size) for i in idx])
+        frames = _stacks(lambda j: _resize_frame(clip.frames[j], self.size), idx, clip.fps, len(clip.frames),
+                         self.av_cfg)
         return RawClip(f"synth:{self.seed if seed is None else seed}:{index}:{count}", clip.audio.astype(np.float32),
                        clip.stems.astype(np.float32), frames, (idx + 0.5) / clip.fps, m[idx])
 
@@ -179,9 +198,10 @@ class ManifestSource:
     """Clips of a manifest decoded through the media layer; stems from synthetic sidecars
     (a solo clip without one is its own stem; a clip of several sources needs them)."""
 
-    def __init__(self, rows, av_frame_size: int, sample_rate: int, max_seconds: float = 30.0):
+    def __init__(self, rows, av_cfg, sample_rate: int, max_seconds: float = 30.0):
         self.rows = list(rows)
-        self.size = av_frame_size
+        self.av_cfg = av_cfg
+        self.size = int(av_cfg.frame_size)
         self.sr = sample_rate
         self.max_seconds = max_seconds
         self.failures: dict[str, str] = {}
@@ -217,7 +237,8 @@ class ManifestSource:
                     if len(visible) < n_use:
                         visible = np.concatenate([visible, np.zeros(n_use - len(visible), bool)])
                 idx = _pick_frames(n_use, fps, dur, n_frames, rng, visible)
-                frames = np.stack([vr.frame(int(j), size=(self.size, self.size)).transpose(2, 0, 1) for j in idx])
+                frames = _stacks(lambda j: vr.frame(int(j), size=(self.size, self.size)).transpose(2, 0, 1),
+                                 idx, fps, n, self.av_cfg)
             audio = read_audio(r.path, self.sr, 0.0, dur).astype(np.float32)
             if gt is not None:
                 stems = gt.stems
@@ -440,10 +461,10 @@ class SeparatorTrainer:
         self.synth = None
         self.manifest = None
         if tcfg.synth_seed is not None:
-            self.synth = SynthSource(tcfg.synth_seed, self.av.cfg.frame_size, self.sep_cfg.sample_rate, tcfg.synth)
+            self.synth = SynthSource(tcfg.synth_seed, self.av.cfg, self.sep_cfg.sample_rate, tcfg.synth)
             self.data_summary = {"source": "synth (rendered on the fly)", **self.synth.describe()}
         else:
-            self.manifest = ManifestSource(rows, self.av.cfg.frame_size, self.sep_cfg.sample_rate)
+            self.manifest = ManifestSource(rows, self.av.cfg, self.sep_cfg.sample_rate)
             counts: dict[str, int] = {}
             for r in rows:
                 counts[str(r.count)] = counts.get(str(r.count), 0) + 1

@@ -69,6 +69,11 @@ class TrainConfig:
     threads: Optional[int] = None
     curriculum: bool = True  # False: one "mixed" stage over all clips (the ablation baseline)
     schedule: str = "cosine"  # learning rate within a stage: "cosine" (down to lr/10) or "constant"
+    # later stages: each starts at lr * stage_lr ** (stage index) (1.0: every stage restarts at lr)
+    stage_lr: float = 1.0
+    # later stages: this share of the steps trains on clips of the earlier stages (each such
+    # step on one earlier level, with that level's k): replay, against forgetting them
+    replay: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,11 +115,12 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def set_lr(opt: torch.optim.Optimizer, tcfg: TrainConfig, progress: float) -> None:
-    """The stage's learning rate at ``progress`` (0..1): cosine from lr down to lr/10, or constant."""
-    lr = tcfg.lr
+def set_lr(opt: torch.optim.Optimizer, tcfg: TrainConfig, progress: float, stage_index: int = 0) -> None:
+    """The stage's learning rate at ``progress`` (0..1): cosine from its start down to a tenth of
+    it, or constant; stage i starts at ``lr * stage_lr ** i``."""
+    lr = tcfg.lr * float(tcfg.stage_lr) ** max(0, int(stage_index))
     if tcfg.schedule == "cosine":
-        lr = tcfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0))))
+        lr = lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0))))
     for g in opt.param_groups:
         g["lr"] = lr
 
@@ -243,9 +249,11 @@ class Trainer:
                 fh.write(json.dumps(entry) + "\n")
 
     def _compatible(self, old: dict[str, Any]) -> bool:
-        keep = ("stages", "epochs", "batch_clips", "moments", "alignment", "seed", "counter_epochs", "curriculum")
+        keep = ("stages", "epochs", "batch_clips", "moments", "alignment", "seed", "counter_epochs", "curriculum",
+                "stage_lr", "replay")
         a, b = old.get("training", {}), self.tcfg.to_dict()
-        return all(a.get(k) == b.get(k) for k in keep) and old.get("n_clips") == len(self.rows)
+        later = {"stage_lr": 1.0, "replay": 0.0}  # settings added later: a run without them used these
+        return all(a.get(k, later.get(k)) == b.get(k) for k in keep) and old.get("n_clips") == len(self.rows)
 
     # -- main -----------------------------------------------------------------------------------
     def stage_epochs(self, si: int) -> int:
@@ -411,6 +419,25 @@ class Trainer:
             mine = chunk[a:b]
             yield collate_windows([ds[int(i)] for i in mine]), k
 
+    def _with_replay(self, batches, si: int, epoch: int, steps: int):
+        """``steps`` batches: the stage's own, with a share ``replay`` of the steps replaced by a
+        batch of one earlier stage's clips (that stage's k), drawn the same way on every rank."""
+        if self.tcfg.num_workers > 0:
+            raise DataError("replay of earlier stages needs the clips decoded in memory (no --workers)")
+        earlier = list(self.tcfg.stages[:si])
+        rng = np.random.default_rng([self.tcfg.seed, 7331, si, epoch])
+        own = iter(batches)
+        for s in range(steps):
+            if rng.random() < self.tcfg.replay:
+                kp = int(earlier[int(rng.integers(len(earlier)))])
+                ds_p = self._cached_dataset(rows_with_count(self.rows, kp), kp)
+                yield next(iter(self._batches(ds_p, 10_000 + epoch * steps + s, 1, kp))), kp
+            else:
+                try:
+                    yield next(own)
+                except StopIteration:
+                    return
+
     def _train_stage(self, si: int, k: int, ep0: int, opt_state, stages_done, t0: float,
                      deadline: Optional[float]) -> dict:
         mixed = k == 0
@@ -448,6 +475,8 @@ class Trainer:
             n = 0
             batches = self._mixed_batches(ds, rows, epoch, steps) if mixed else \
                 ((b, k) for b in self._batches(ds, epoch, steps, k))
+            if not mixed and si > 0 and self.tcfg.replay > 0:
+                batches = self._with_replay(batches, si, epoch, steps)
             for s, (batch, bk) in enumerate(batches):
                 if self.cancel is not None and self.cancel.is_set():
                     raise Cancelled(f"training cancelled in stage {stage_name}, epoch {epoch + 1}; "
@@ -471,7 +500,7 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                set_lr(opt, self.tcfg, (epoch * steps + s) / max(1, total))
+                set_lr(opt, self.tcfg, (epoch * steps + s) / max(1, total), 0 if mixed else si)
                 opt.step()
                 sum_loss += float(loss.detach())
                 sum_acc += float(acc)

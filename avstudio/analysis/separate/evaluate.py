@@ -23,6 +23,7 @@ from ...nets.kmeans import best_matching
 from ...nets.separator import attend, attention_maps
 from ...progress import ProgressFn, check_cancel, emit
 from .. import metrics as M
+from ..localize import FrameStacker
 from .stems import read_clip_audio, require_separator, separate_tracks, tracks_from_analysis
 
 
@@ -79,10 +80,22 @@ def visual_tracks(bundle, path, k: int, step_s: float = 0.2, batch: int = 32) ->
     step = max(1, int(round(step_s * fps)))
     frames, idx, times = [], [], []
     with VideoReader(path) as vr:
-        for fi, ft, rgb in vr.frames(0, None, size=(S, S), step=step):
-            frames.append(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
-            idx.append(fi)
-            times.append(float(ft))
+        if cfg.stack <= 1:
+            for fi, ft, rgb in vr.frames(0, None, size=(S, S), step=step):
+                frames.append(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+                idx.append(fi)
+                times.append(float(ft))
+        else:  # a model that stacks frames: every frame is decoded, stacks taken at the stride
+            st = FrameStacker(cfg, fps, vr.frame_count)
+            for fi, ft, rgb in vr.frames(0, None, size=(S, S)):
+                for j, tj, stack in st.push(fi, float(ft), rgb, fi % step == 0):
+                    frames.append(np.ascontiguousarray(stack.transpose(0, 3, 1, 2)))
+                    idx.append(j)
+                    times.append(tj)
+            for j, tj, stack in st.finish():
+                frames.append(np.ascontiguousarray(stack.transpose(0, 3, 1, 2)))
+                idx.append(j)
+                times.append(tj)
     if not frames:
         raise MediaError(f"{path}: no video frames could be decoded")
     vecs, aligned, att, att_maps = [], [], [], []

@@ -78,9 +78,14 @@ class PixelSounder:
             idx = min(idx, self._reader.frame_count - 1)
         if self._vis_key != idx:
             S = av.cfg.frame_size
-            rgb = self._reader.frame(idx, size=(S, S))
+            n = self._reader.frame_count
+            fps = float(self._reader.info.fps or 25.0)
+            # a model that stacks frames gets the frames around this one (as in analysis)
+            where = av.cfg.stack_indices(idx, fps, max(n, idx + 1))
+            got = {j: self._reader.frame(j, size=(S, S)).transpose(2, 0, 1) for j in sorted(set(where))}
+            arr = got[where[0]] if av.cfg.stack <= 1 else np.stack([got[j] for j in where])
             dev = next(av.parameters()).device
-            fr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(dev)
+            fr = torch.from_numpy(np.ascontiguousarray(arr))[None].to(dev)
             self._vis = av.visual(fr)[0]
             self._vis_key = idx
         return self._vis

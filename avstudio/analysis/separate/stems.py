@@ -267,19 +267,27 @@ def cluster_vectors(bundle, video_path, analysis, step_s: float = 0.2) -> tuple[
     dev = next(av.parameters()).device
     out = []
     with VideoReader(video_path) as vr:
-        wanted = {int(fi[i]): i for i in pick}
+        n_all, fps_v = vr.frame_count, float(vr.info.fps or 25.0)
+        wanted = {j for i in pick for j in av.cfg.stack_indices(int(fi[i]), fps_v, max(n_all, int(fi[i]) + 1))}
         frames = {}
-        lo, hi = int(fi[pick].min()), int(fi[pick].max()) + 1
+        lo, hi = min(wanted), max(wanted) + 1
         for idx, _t, rgb in vr.frames(lo, hi, size=(S, S)):
             if idx in wanted:
                 frames[idx] = np.ascontiguousarray(rgb.transpose(2, 0, 1))
     keep = [i for i in pick if int(fi[i]) in frames]
     if not keep:
         raise MediaError(f"{video_path}: none of the analysed frames could be decoded")
+
+    def model_input(i: int) -> np.ndarray:  # a still frame, or the stack around it
+        j0 = int(fi[i])
+        if av.cfg.stack <= 1:
+            return frames[j0]
+        return np.stack([frames.get(j, frames[j0]) for j in av.cfg.stack_indices(j0, fps_v, max(n_all, j0 + 1))])
+
     A_all = torch.from_numpy(np.asarray(analysis.audio_centers, np.float32))
     for b in range(0, len(keep), 32):
         part = keep[b:b + 32]
-        fr = torch.from_numpy(np.stack([frames[int(fi[i])] for i in part])).to(dev)
+        fr = torch.from_numpy(np.stack([model_input(i) for i in part])).to(dev)
         vis = av.visual(fr)
         out.append(attend(vis, A_all[part].to(dev), sep.cfg.attend_tau).cpu().numpy())
     return times[keep], np.concatenate(out).astype(np.float32)
