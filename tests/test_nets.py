@@ -151,3 +151,38 @@ def test_rate_to_count():
     n, conf = rate_to_count(2.4)
     assert n == 2 and 0.1 < conf < 0.3
     assert rate_to_count(0.2)[0] == 0
+
+
+def test_stacked_frames_input_and_residual_trunk():
+    """A model that stacks F frames sees the centre frame and F-1 grey differences; a still
+    frame given to it means no motion (the same as F identical frames); the residual trunk
+    gives stride-4 maps."""
+    from avstudio.nets.config import default_config
+    from avstudio.nets.model import AVModel, stack_input
+
+    cfg = default_config("photo-small")
+    m = AVModel(cfg).eval()
+    S = cfg.frame_size
+    g = torch.Generator().manual_seed(0)
+    still = torch.randint(0, 256, (2, 3, S, S), dtype=torch.uint8, generator=g)
+    same = still[:, None].expand(2, cfg.stack, 3, S, S)
+    x = stack_input(same, cfg.stack)
+    assert x.shape == (2, 3 + cfg.stack - 1, S, S)
+    assert torch.equal(x[:, 3:], torch.zeros_like(x[:, 3:]))
+    assert torch.allclose(x[:, :3], still.float() / 255 - 0.5)
+    with torch.no_grad():
+        assert torch.allclose(m.visual(still), m.visual(same), atol=1e-6)
+        moving = same.clone()
+        moving[:, -1] = 255 - moving[:, -1]
+        assert not torch.allclose(m.visual(moving), m.visual(same), atol=1e-3)
+        v = m.visual(moving)
+    assert v.shape == (2, cfg.embed_dim, S // 4, S // 4)
+    assert torch.allclose(v.norm(dim=1), torch.ones(2, S // 4, S // 4), atol=1e-4)
+    with pytest.raises(ValueError, match="stacks"):
+        m.visual(same[:, :2])
+    # the stack's frames around a moment, clamped to the clip
+    assert (cfg.stack, cfg.stack_step_s) == (3, 0.08)
+    assert cfg.stack_indices(50, 25.0, 100) == [48, 50, 52]
+    assert cfg.stack_indices(0, 25.0, 100) == [0, 0, 2]
+    assert cfg.stack_indices(99, 25.0, 100) == [97, 99, 99]
+    assert cfg.stack_indices(50, 50.0, 100) == [46, 50, 54]  # offsets are in seconds

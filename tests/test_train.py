@@ -171,3 +171,59 @@ def test_analyze_refuses_a_pickled_model(tmp_path, bench):
     clip = read_manifest(bench / "manifest.csv")[0].path
     r = run_cli("analyze", clip, "--model", bad, "--out", tmp_path / "o")
     assert r.returncode == 2 and "pickle" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_replay_and_stage_lr(bench, tmp_path, monkeypatch):
+    """--replay: about that share of a later stage's steps trains on the earlier stage's clips
+    with its k; --stage-lr: stage i starts at lr * F**i."""
+    import avstudio.train.trainer as T
+
+    seen = []
+    lrs = []
+    orig_set_lr = T.set_lr
+
+    def spy_lr(opt, tcfg, progress, stage_index=0):
+        orig_set_lr(opt, tcfg, progress, stage_index)
+        lrs.append((stage_index, progress, opt.param_groups[0]["lr"]))
+
+    monkeypatch.setattr(T, "set_lr", spy_lr)
+    cfg = tiny_config(epochs=3, clip_repeats=8, counter_epochs=0, replay=0.5, stage_lr=0.3, schedule="constant")
+    t = Trainer(rows_of(bench), tmp_path / "run", cfg, model_cfg=default_config("small"))
+    orig = t._with_replay
+
+    def spy(batches, si, epoch, steps):
+        for b, k in orig(batches, si, epoch, steps):
+            seen.append((si, k))
+            yield b, k
+
+    t._with_replay = spy
+    t.run()
+    ks = [k for si, k in seen if si == 1]
+    assert ks and set(ks) <= {1, 2}
+    share = ks.count(1) / len(ks)
+    assert 0.2 < share < 0.8  # about half of stage C2's steps replay C1 (k = 1)
+    assert {round(lr, 6) for si, _, lr in lrs if si == 0} == {1e-3}
+    assert {round(lr, 6) for si, _, lr in lrs if si == 1} == {3e-4}
+
+
+def test_stacked_model_maps_of_a_chunk_equal_the_whole_clip(bench, tmp_path):
+    """A model that stacks frames gets each frame's neighbours in a chunk of the clip too (the
+    app analyses chunks from the playhead): a chunk's maps are the whole clip's maps."""
+    from avstudio.analysis.localize import analyze_clip
+    from avstudio.nets.checkpoint import component_tensors, save_tensors
+    from avstudio.nets.model import AVModel
+
+    torch.manual_seed(0)
+    cfg = default_config("photo-small")
+    m = AVModel(cfg).eval()
+    card = {"kind": "avstudio-localizer", "components": {"av": {"class": "AVModel", "config": cfg.to_dict()}}}
+    path = tmp_path / "m.safetensors"
+    save_tensors(path, component_tensors("av", m), card)
+    b = load_model(path)
+    clip = sorted(bench.glob("clip_*.mp4"))[0]
+    whole = analyze_clip(b, str(clip), k=1)
+    n = len(whole.frame_indices)
+    for a, z in ((0, 7), (10, 21), (n - 6, n)):
+        part = analyze_clip(b, str(clip), k=1, start_frame=a, stop_frame=z)
+        assert list(part.frame_indices) == list(range(a, z))
+        assert np.abs(part.heatmaps - whole.heatmaps[a:z]).max() < 2e-3
