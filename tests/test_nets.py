@@ -169,7 +169,7 @@ def test_stacked_frames_input_and_residual_trunk():
     x = stack_input(same, cfg.stack)
     assert x.shape == (2, 3 + cfg.stack - 1, S, S)
     assert torch.equal(x[:, 3:], torch.zeros_like(x[:, 3:]))
-    assert torch.allclose(x[:, :3], still.float() / 255 - 0.5)
+    assert torch.allclose(x[:, :3], still.float() / 255 - 0.5, atol=1e-6)
     with torch.no_grad():
         assert torch.allclose(m.visual(still), m.visual(same), atol=1e-6)
         moving = same.clone()
