@@ -15,9 +15,22 @@ from typing import Optional
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
-                               QMessageBox, QPushButton, QTableWidget, QTableWidgetItem, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..errors import AVStudioError
 from . import style
@@ -42,7 +55,7 @@ class BoxCommand(QUndoCommand):
     """One box edit on Edit › Undo: undo/redo make a revision of the frame current again
     (``restore_boxes``: nothing is deleted)."""
 
-    def __init__(self, tool: "BoxTool", edit):
+    def __init__(self, tool: BoxTool, edit):
         super().__init__(edit.text)
         self.tool, self.edit = tool, edit
         self._pushed = False
