@@ -50,12 +50,16 @@ def overlay(frame: np.ndarray, heat: np.ndarray, colour: np.ndarray, outline: np
 
 
 @torch.no_grad()
-def gallery(bundle, data: str | Path, levels=(1, 2), clips: int = 4, size: int = 160) -> np.ndarray:
+def gallery(bundle, data: str | Path, levels=(1, 2), clips: int = 4, size: int = 160,
+            aligned: bool = False) -> np.ndarray:
+    """Rows of (frame, each sound's heatmap [and, with ``aligned``, its aligned visual cluster's
+    mask], the unaligned control), at a moment where every source is heard."""
     from ..data.clips import audio_window
     from ..data.manifest import find_manifest, read_manifest
     from ..data.synth import load_ground_truth
     from ..media import VideoReader, read_audio
     from ..nets.kmeans import best_matching
+    from .evaluate import pick_eval_frames
     from .localize import _to_tensor_frames
 
     av = bundle.av
@@ -65,10 +69,12 @@ def gallery(bundle, data: str | Path, levels=(1, 2), clips: int = 4, size: int =
     for lvl in levels:
         for r in [r for r in man if r.count == lvl][:clips]:
             gt = load_ground_truth(r.path)
-            t = gt.n_frames // 2
+            t = int(pick_eval_frames(gt, 1, cfg.audio_seconds)[0])  # a moment where every source is heard
             with VideoReader(r.path) as vr:
                 frame = vr.frame(t, size=(size, size))
-                small = vr.frame(t, size=(cfg.frame_size, cfg.frame_size))
+                where = cfg.stack_indices(t, gt.fps, gt.n_frames)
+                got = {j: vr.frame(j, size=(cfg.frame_size, cfg.frame_size)) for j in sorted(set(where))}
+                small = got[t] if cfg.stack <= 1 else np.stack([got[j] for j in where])
             audio = read_audio(r.path, cfg.sample_rate)
             c = t / gt.fps
             wave = torch.from_numpy(audio_window(audio, c, cfg))[None]
@@ -83,8 +89,10 @@ def gallery(bundle, data: str | Path, levels=(1, 2), clips: int = 4, size: int =
                 j = int(perm[0, s])
                 mask = resize_map(gt.stem_mask(t, s).astype(np.float32), (size, size)) > 0.5
                 tiles.append(overlay(frame, loc.heatmaps[0, j].numpy(), COLOURS[s % len(COLOURS)], mask))
+                if aligned:
+                    tiles.append(overlay(frame, loc.aligned[0, j].numpy(), COLOURS[s % len(COLOURS)] * 0.6, mask))
             tiles.append(overlay(frame, loc.unaligned[0].numpy(), np.array([200, 200, 200], np.float32)))
-            while len(tiles) < max(levels) + 2:
+            while len(tiles) < max(levels) * (2 if aligned else 1) + 2:
                 tiles.append(np.zeros_like(frame))
             sep = np.full((size, 4, 3), 32, np.uint8)
             row = np.concatenate(sum([[tl, sep] for tl in tiles], [])[:-1], 1)
@@ -102,8 +110,10 @@ def main(argv=None) -> int:
     p.add_argument("out")
     p.add_argument("--levels", default="1,2")
     p.add_argument("--clips", type=int, default=4)
+    p.add_argument("--aligned", action="store_true", help="also the aligned visual cluster's mask per sound")
     a = p.parse_args(argv)
-    img = gallery(load_model(a.model), a.data, tuple(int(x) for x in a.levels.split(",")), a.clips)
+    img = gallery(load_model(a.model), a.data, tuple(int(x) for x in a.levels.split(",")), a.clips,
+                  aligned=a.aligned)
     write_png(a.out, img)
     return 0
 
