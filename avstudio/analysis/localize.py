@@ -244,7 +244,8 @@ class FrameStacker:
 
     def decode_range(self, start: int, stop: int) -> tuple[int, int]:
         """The frames to decode so that frames [start, stop) get whole stacks."""
-        return max(0, start - self.pad), min(self.n, stop + self.pad) if self.n > 0 else stop + self.pad
+        return max(0, start - self.pad), (min(self.n, stop + self.pad) if self.n > 0 and stop < self.n
+                                           else stop + self.pad)
 
     def _stack(self, j: int) -> np.ndarray:
         if self.cfg.stack <= 1:
@@ -436,7 +437,9 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
         pending.clear()
 
     stacker = FrameStacker(cfg, fps, info.frame_count)
-    stop_at = info.frame_count if stop_frame is None else stop_frame
+    # no stop asked for: every frame that decodes (a variable-frame-rate file may hold more
+    # frames than its header says)
+    stop_at = sys.maxsize if stop_frame is None else stop_frame
     d0, d1 = stacker.decode_range(start_frame, stop_at)
     with VideoReader(path) as vr:
         # frames are decoded in a background thread, up to PREFETCH_FRAMES ahead, so decoding
