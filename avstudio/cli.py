@@ -14,7 +14,7 @@ import sys
 import traceback
 
 # Order is the order in `avstudio --help`.
-COMMANDS = ["info", "synth", "train", "train_separator", "analyze", "eval", "library", "bench"]
+COMMANDS = ["info", "synth", "train", "train_separator", "analyze", "eval", "calibrate", "library", "bench"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 3

@@ -200,7 +200,7 @@ def test_replay_and_stage_lr(bench, tmp_path, monkeypatch):
     t.run()
     ks = [k for si, k in seen if si == 1]
     assert ks and set(ks) <= {1, 2}
-    share = ks.count(1) / len(ks)
+    share = ks.count(1) / len(ks)  # the data has levels 1 and 2: C2 replays C1
     assert 0.2 < share < 0.8  # about half of stage C2's steps replay C1 (k = 1)
     assert {round(lr, 6) for si, _, lr in lrs if si == 0} == {1e-3}
     assert {round(lr, 6) for si, _, lr in lrs if si == 1} == {3e-4}
@@ -227,3 +227,29 @@ def test_stacked_model_maps_of_a_chunk_equal_the_whole_clip(bench, tmp_path):
         part = analyze_clip(b, str(clip), k=1, start_frame=a, stop_frame=z)
         assert list(part.frame_indices) == list(range(a, z))
         assert np.abs(part.heatmaps - whole.heatmaps[a:z]).max() < 2e-3
+
+
+def test_calibrate_writes_the_chosen_temperature(bench, tmp_path):
+    """avstudio calibrate scores each candidate temperature on validation clips and, with
+    --write, stores the best one in the localizer's card (weights untouched)."""
+    from avstudio.nets.files import component_tensors, file_sha256, save_tensors
+    from avstudio.nets.model import AVModel
+
+    torch.manual_seed(0)
+    cfg = default_config("small")
+    card = {"kind": "avstudio-localizer", "components": {"av": {"class": "AVModel", "config": cfg.to_dict()}}}
+    path = tmp_path / "m.safetensors"
+    save_tensors(path, component_tensors("av", AVModel(cfg)), card)
+    sha = file_sha256(path)
+    r = run_cli("calibrate", path, "--val-data", bench, "--temperatures", "0.2,0.7", "--frames", "1", "--write")
+    assert r.returncode == 0, r.stderr
+    rows = [ln for ln in r.stdout.splitlines() if ln[:3] in ("0.2", "0.7")]
+    assert len(rows) == 2 and sum("<- best" in ln for ln in rows) == 1
+    best = float(next(ln for ln in rows if "<- best" in ln).split()[0])
+    written = json.loads(path.with_suffix(".json").read_text())
+    assert written["components"]["av"]["config"]["heat_temperature"] == best
+    assert written["calibration"]["val_data"] == str(bench)
+    assert file_sha256(path) == sha
+    assert load_model(path).av.cfg.heat_temperature == best
+    bad = run_cli("calibrate", path, "--val-data", tmp_path / "nowhere")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

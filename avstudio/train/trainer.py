@@ -419,12 +419,17 @@ class Trainer:
             mine = chunk[a:b]
             yield collate_windows([ds[int(i)] for i in mine]), k
 
+    def _replay_levels(self, k: int) -> list[int]:
+        """The simpler levels a stage of k sources replays: those of the data below k (the
+        earlier stages of a curriculum, also when it continues a model trained on them)."""
+        return [lv for lv in present_counts(self.rows) if 1 <= lv < k]
+
     def _with_replay(self, batches, si: int, epoch: int, steps: int):
         """``steps`` batches: the stage's own, with a share ``replay`` of the steps replaced by a
-        batch of one earlier stage's clips (that stage's k), drawn the same way on every rank."""
+        batch of one simpler level's clips (with that level's k), drawn the same way on every rank."""
         if self.tcfg.num_workers > 0:
             raise DataError("replay of earlier stages needs the clips decoded in memory (no --workers)")
-        earlier = list(self.tcfg.stages[:si])
+        earlier = self._replay_levels(int(self.tcfg.stages[si]))
         rng = np.random.default_rng([self.tcfg.seed, 7331, si, epoch])
         own = iter(batches)
         for s in range(steps):
@@ -475,7 +480,7 @@ class Trainer:
             n = 0
             batches = self._mixed_batches(ds, rows, epoch, steps) if mixed else \
                 ((b, k) for b in self._batches(ds, epoch, steps, k))
-            if not mixed and si > 0 and self.tcfg.replay > 0:
+            if not mixed and self.tcfg.replay > 0 and self._replay_levels(k):
                 batches = self._with_replay(batches, si, epoch, steps)
             for s, (batch, bk) in enumerate(batches):
                 if self.cancel is not None and self.cancel.is_set():
