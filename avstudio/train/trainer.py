@@ -526,6 +526,9 @@ class Trainer:
                 model.eval()
                 entry["val"] = self.val_fn(model, k) if not mixed else \
                     {f"C{lv}": self.val_fn(model, lv) for lv in self._mixed_levels}
+                if not mixed and self._replay_levels(k):
+                    # the simpler levels too: a later stage must not undo what they learnt
+                    entry["val_simpler"] = {f"C{lv}": self.val_fn(model, lv) for lv in self._replay_levels(k)}
             self._log(entry)
             emit(self.progress, task, (epoch + 1) * steps, total, f"epoch {epoch + 1}/{epochs}",
                  epoch_done=epoch + 1, **last, **({"val": entry["val"]} if "val" in entry else {}))
