@@ -186,3 +186,31 @@ def test_stacked_frames_input_and_residual_trunk():
     assert cfg.stack_indices(0, 25.0, 100) == [0, 0, 2]
     assert cfg.stack_indices(99, 25.0, 100) == [97, 99, 99]
     assert cfg.stack_indices(50, 50.0, 100) == [46, 50, 54]  # offsets are in seconds
+
+
+def test_background_score_is_the_similarity_to_the_bottom_half():
+    """background_score: the mean cosine over the half of the frame least like the sound (soft
+    mask at the median); it is the extra negative of bg_negatives, which changes the loss."""
+    from avstudio.nets.config import default_config
+    from avstudio.nets.model import AVModel
+
+    m = AVModel(default_config("small", bg_negatives=True))
+    D = m.cfg.embed_dim
+    A = torch.zeros(1, 1, D)
+    A[0, 0, 0] = 1.0
+    vis = torch.zeros(1, D, 4, 4)
+    vis[0, 0, :2] = 1.0  # top half: the sound's own direction (cos 1)
+    vis[0, 1, 2:] = 1.0  # bottom half: orthogonal (cos 0)
+    bg = m.background_score(A, vis, sharpness=1e-3)
+    assert bg.shape == (1,) and abs(float(bg)) < 1e-3
+    vis[0, 0, 2:] = 0.6  # the bottom half now partly like the sound
+    assert abs(float(m.background_score(A, vis, sharpness=1e-3)) - 0.6) < 1e-3
+    g = torch.Generator().manual_seed(1)
+    fr = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=g)
+    wv = 0.1 * torch.randn(4, m.cfg.audio_samples, generator=g)
+    torch.manual_seed(0)
+    l_bg, _ = m(fr, wv, 1)
+    m.cfg.bg_negatives = False
+    torch.manual_seed(0)
+    l_plain, _ = m(fr, wv, 1)
+    assert float(l_bg) > float(l_plain)  # one more negative in each audio row

@@ -147,6 +147,8 @@ def rows_from_args(args):
 def run(args) -> int:
     import json
 
+    from ..errors import DataError
+
     from ..progress import tqdm_progress
     from ..train import distributed as D
     from ..train.trainer import TrainConfig, Trainer
@@ -174,10 +176,18 @@ def run(args) -> int:
     command = "avstudio " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     from ..nets.config import default_config
 
-    model_cfg = None if args.init else default_config(args.arch, alignment=args.alignment,
-                                                      **arch_overrides(args.arch_set))
+    overrides = arch_overrides(args.arch_set)
+    objective = None
+    if args.init and overrides:
+        allowed = {"bg_negatives", "temperature", "heat_temperature"}
+        bad = sorted(set(overrides) - allowed)
+        if bad:
+            raise DataError(f"--arch-set {bad[0]} cannot change a model given with --init (only "
+                            f"{', '.join(sorted(allowed))}: how it is trained, not its architecture)")
+        objective = overrides
+    model_cfg = None if args.init else default_config(args.arch, alignment=args.alignment, **overrides)
     trainer = Trainer(rows, args.out, tcfg, model_cfg=model_cfg, init=args.init, progress=progress, val_fn=val_fn,
-                      command=command, data_summary=summary)
+                      command=command, data_summary=summary, objective=objective)
     try:
         res = trainer.run()
     finally:

@@ -71,6 +71,10 @@ class AVConfig:
     visual_extra_clusters: int = 1  # visual clusters = k + this (background)
     # contrastive objective
     temperature: float = 0.07
+    # each audio window's own frame's background as one more negative (the bottom half of the
+    # frame's positions by similarity to the sound, softly masked): pushes the sound away from
+    # everything but its object, as "hard" background negatives do in LVS and AVIN
+    bg_negatives: bool = False
     # heatmap calibration: exp((cos - max cos) / heat_temperature), 1 at the best position;
     # picked on the validation split (seed 2), never on the test split
     heat_temperature: float = 0.3
@@ -133,7 +137,8 @@ ARCHS = {
     # photographs: 144 px frames, a residual trunk (maps 36 x 36), 7 stacked frames, a time
     # channel for the audio encoder (docs/results.md, the photo world)
     "photo": {"frame_size": 144, "vis_arch": "res", "vis_channels": (32, 48, 96, 128), "stack": 7,
-              "stack_step_s": 0.06, "aud_channels": (32, 64, 96, 96), "audio_time_channel": True},
+              "stack_step_s": 0.06, "aud_channels": (32, 64, 96, 96), "audio_time_channel": True,
+              "heat_temperature": 0.5},
     "photo-small": {"frame_size": 64, "vis_arch": "res", "vis_channels": (8, 8, 16, 16), "stack": 3,
                     "stack_step_s": 0.08, "aud_channels": (8, 16, 16), "audio_time_channel": True,
                     "embed_dim": 16},

@@ -227,6 +227,16 @@ class AVModel(nn.Module):
         pos_score = soft_max.mean(-1)
         return (1.0 - pos_weight) * center_score + pos_weight * pos_score
 
+    def background_score(self, A: torch.Tensor, vis: torch.Tensor, share: float = 0.5,
+                         sharpness: float = 0.03) -> torch.Tensor:
+        """How similar each sound is to the background of its own frame: for audio centers A
+        [B, k, D] and their frames' maps vis [B, D, h, w], the mean cosine over the positions in
+        the bottom ``share`` by similarity (a soft mask around that quantile) -> [B]."""
+        cos = torch.einsum("bkd,bdn->bkn", A, vis.flatten(2))  # [B, k, N]
+        thr = torch.quantile(cos.detach(), share, dim=-1, keepdim=True)
+        m = 1.0 - torch.sigmoid((cos - thr) / sharpness)
+        return ((m * cos).sum(-1) / m.sum(-1).clamp_min(1e-6)).mean(-1)
+
     def contrastive_loss(self, frames: torch.Tensor, wave: torch.Tensor, k: int,
                          alignment: str | None = None, pos_weight: float = 0.5):
         """InfoNCE over a batch of matched (frame, audio window) pairs, both directions.
@@ -240,7 +250,12 @@ class AVModel(nn.Module):
         sim = self.pair_similarity(vis, aud, w, k, alignment, pos_weight)
         logits = sim / self.cfg.temperature
         target = torch.arange(sim.shape[0], device=sim.device)
-        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+        rows = logits
+        if self.cfg.bg_negatives and (alignment or self.cfg.alignment) != "scene":
+            A, _ = self.audio_centers(aud, w, k)
+            bg = self.background_score(A, vis) / self.cfg.temperature
+            rows = torch.cat([logits, bg[:, None]], 1)  # the own frame's background: one more negative
+        loss = 0.5 * (F.cross_entropy(rows, target) + F.cross_entropy(logits.t(), target))
         acc = (logits.argmax(1) == target).float().mean()
         return loss, acc
 

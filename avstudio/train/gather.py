@@ -99,7 +99,11 @@ def gathered_contrastive_loss(model, frames: torch.Tensor, wave: torch.Tensor, k
         cols = model.center_similarity(A_all, V, vis, pos_weight)  # [G, b]: all audio, own frames
     T = model.cfg.temperature
     target = torch.arange(off, off + b, device=rows.device)
-    la = F.cross_entropy(rows / T, target, reduction="sum")
+    arows = rows
+    if getattr(model.cfg, "bg_negatives", False) and (alignment or model.cfg.alignment) != "scene":
+        # the own frame's background as one more negative (local: own audio, own frame)
+        arows = torch.cat([rows, model.background_score(A, vis)[:, None]], 1)
+    la = F.cross_entropy(arows / T, target, reduction="sum")
     lv = F.cross_entropy(cols.t() / T, target, reduction="sum")
     loss = (0.5 * W / G) * (la + lv)
     acc = (rows.argmax(1) == target).float().mean()

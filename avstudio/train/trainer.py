@@ -152,7 +152,8 @@ class Trainer:
                  model_cfg: AVConfig | None = None, init: Optional[str] = None,
                  progress: ProgressFn | None = None, cancel=None,
                  val_fn: Optional[Callable[[AVModel, int], dict[str, float]]] = None,
-                 command: Optional[str] = None, data_summary: Optional[dict] = None):
+                 command: Optional[str] = None, data_summary: Optional[dict] = None,
+                 objective: Optional[dict] = None):
         self.rows = rows if is_lazy(rows) else list(rows)
         self.run_dir = Path(run_dir)
         self.tcfg = tcfg
@@ -178,6 +179,10 @@ class Trainer:
             if self.init_bundle.av is None:
                 raise CheckpointError(f"{init}: holds no clustering-alignment model to fine-tune")
             model_cfg = self.init_bundle.av.cfg
+            if objective:  # a fine-tune may change how it is trained, never the architecture
+                from dataclasses import replace
+
+                model_cfg = replace(model_cfg, **objective)
         self.model_cfg = model_cfg or AVConfig(alignment=tcfg.alignment)
         self.model = AVModel(self.model_cfg).to(self.device)
         self.counter = Counter(CounterConfig(cluster_feats=5), self.model_cfg).to(self.device)
