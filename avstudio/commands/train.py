@@ -148,7 +148,6 @@ def run(args) -> int:
     import json
 
     from ..errors import DataError
-
     from ..progress import tqdm_progress
     from ..train import distributed as D
     from ..train.trainer import TrainConfig, Trainer
