@@ -560,6 +560,108 @@ def test_threads_and_second_connection(tmp_path, templates):
     lib.close()
 
 
+def _held_deleted(lib_path) -> list[str]:
+    """Library files this process holds open although another process deleted them."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(lib_path)) and target.endswith("(deleted)"):
+            out.append(target)
+    return out
+
+
+def _other_process_opens_and_closes(path) -> None:
+    res = cli("stats", path, cwd=Path(path).parent)
+    assert res.returncode == 0, res.stderr
+
+
+def test_second_connection_in_one_process_keeps_its_locks(tmp_path, templates):
+    """The app holds the library open and opens it again (the fine-tune panel's run record);
+    the CLI then opens and closes it. The CLI must not think it is alone: the WAL stays, the
+    app's writes land in the file. (Opening once read the header with open()/close(), which
+    dropped every POSIX lock of the process on the file: the CLI deleted the WAL under the app.)"""
+    path = tmp_path / "lib.avlib"
+    app = ClipLibrary(path)
+    rows = lib_with_clips(app, templates, tmp_path / "m", 2)
+    run_record = ClipLibrary(path, create=False)
+    run_record.add_run("r", {}, ["C1"])
+    run_record.close()
+    _other_process_opens_and_closes(path)
+    assert _held_deleted(path) == []
+    assert Path(str(path) + "-wal").exists()
+    aid = app.annotate(rows[0].id, 3, who="app")
+    _other_process_opens_and_closes(path)
+    assert _held_deleted(path) == []
+    raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    assert raw.execute("SELECT count, who FROM annotations WHERE id = ?", (aid,)).fetchone() == (3, "app")
+    assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    raw.close()
+    app.close()
+
+
+def test_open_library_files_are_never_opened_as_other_files(tmp_path, templates):
+    """Whatever a user points at the open library (or its -wal / -shm), as a video, a model,
+    a manifest, an import, an export or a stem to write, gets one sentence, and the library
+    keeps its locks."""
+    from avstudio.errors import CheckpointError, MediaError
+    from avstudio.media.audio import write_wav
+    from avstudio.media.probe import probe
+    from avstudio.nets.checkpoint import load_tensors
+    import numpy as np
+
+    path = tmp_path / "clips.avlib"
+    lib = ClipLibrary(path)
+    lib_with_clips(lib, templates, tmp_path / "m", 1)
+    wal = Path(str(path) + "-wal")
+    link = tmp_path / "looks-like-a.mp4"
+    os.symlink(path, link)
+    before = path.stat().st_size, wal.stat().st_size
+    for p in (path, wal, Path(str(path) + "-shm"), link):
+        with pytest.raises(MediaError, match="clip library"):
+            probe(p)
+    with pytest.raises(CheckpointError, match="clip library"):
+        load_tensors(path)
+    with pytest.raises(MediaError, match="clip library"):
+        write_wav(path, np.zeros(100, np.float32), 16000)
+    with pytest.raises(DataError, match="clip library"):
+        lib.export_csv(path)
+    with pytest.raises(DataError, match="clip library"):
+        lib.import_manifest(path)
+    with pytest.raises(DataError, match="clip library"):
+        libmod.content_hash(link)
+    rep = lib.import_files([link])
+    assert rep.added == 0 and "clip library" in rep.failed[0][1]
+    assert (path.stat().st_size, wal.stat().st_size) == before  # nothing written over it
+    _other_process_opens_and_closes(path)
+    assert _held_deleted(path) == [] and wal.exists()
+    lib.close()
+    # closed: it is an ordinary file again (FFmpeg says what it is)
+    with pytest.raises(MediaError, match="not a media file"):
+        probe(path)
+
+
+def test_a_damaged_library_is_one_sentence(tmp_path, templates):
+    path = tmp_path / "lib.avlib"
+    with ClipLibrary(path) as lib:
+        lib_with_clips(lib, templates, tmp_path / "m", 3)
+        assert lib.check() == []
+    res = cli("check", path, cwd=tmp_path)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+    data = bytearray(path.read_bytes())  # closed: nobody holds a lock to lose
+    page = 4096
+    for i in range(page, len(data)):  # every page after the first: garbage
+        data[i] = (i * 7919) % 251
+    path.write_bytes(bytes(data))
+    res = cli("check", path, cwd=tmp_path)
+    assert res.returncode in (1, 2), res.stdout
+    assert "Traceback" not in res.stderr
+    res = cli("stats", path, cwd=tmp_path)
+    assert_user_error(res, "damaged")
+
+
 # ---------------------------------------------------------------- crash safety
 
 CHILD = textwrap.dedent("""

@@ -34,6 +34,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..dbguard import ensure_not_database
+from ..errors import MediaError
+
 #: files up to this size are hashed in full; bigger ones by sampled blocks
 FULL_HASH_BYTES = 32 * 1024 * 1024
 SAMPLE_BLOCK = 1024 * 1024
@@ -60,6 +63,7 @@ def cache_root() -> Path:
 def clip_hash(path: str | os.PathLike) -> str:
     """A 20-hex-digit hash of a file's content (size + sampled 1 MiB blocks for big files)."""
     p = os.fspath(path)
+    ensure_not_database(p, "read as media", MediaError)
     st = os.stat(p)
     memo_key = (os.path.realpath(p), st.st_size, st.st_mtime_ns)
     with _hash_lock:

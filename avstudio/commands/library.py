@@ -6,6 +6,7 @@
     avstudio library annotate LIB CLIP_PATH_OR_ID COUNT [--unsure] [--who NAME]
     avstudio library export LIB OUT.csv|OUT.json [--all]
     avstudio library stats LIB [--json]
+    avstudio library check LIB
 
 See docs/library.md.
 """
@@ -126,6 +127,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
                         "(e.g. 0.1,0.2,0.5,0.9:1:dog); repeat for several boxes")
     b.add_argument("--who", help="annotator name (default: your user name)")
     q.set_defaults(_boxes_parser=q)
+    q = lsub.add_parser("check", help="SQLite's consistency checks of the library file")
+    q.add_argument("lib", metavar="LIB")
 
     p.set_defaults(_library_parser=p)
     return p
@@ -137,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         args._library_parser.print_help(sys.stderr)
         return 2
     return {"init": _init, "import": _import, "list": _list, "annotate": _annotate,
-            "export": _export, "stats": _stats, "refresh": _refresh, "boxes": _boxes}[action](args)
+            "export": _export, "stats": _stats, "refresh": _refresh, "boxes": _boxes,
+            "check": _check}[action](args)
 
 
 def _open(path: str, create: bool = False):
@@ -396,3 +400,15 @@ def _refresh(args: argparse.Namespace) -> int:
         print(f"missing: {path}")
     print(f"present {rep.present}, re-found {len(rep.relinked)}, missing {len(rep.missing)}")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    with _open(args.lib) as lib:
+        problems = lib.check()
+    if not problems:
+        print(f"library {lib.path}: ok (integrity and references checked)")
+        return 0
+    for line in problems:
+        print(line)
+    print(f"library {lib.path}: {len(problems)} problem(s) found", file=sys.stderr)
+    return 1

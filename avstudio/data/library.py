@@ -21,6 +21,10 @@ Durability
   FULL makes "it said saved" mean saved even across a power loss.
 * Imports commit every ``batch_size`` files (or every couple of seconds), so killing an import
   keeps every batch committed before the kill; re-running it skips what is already there.
+* The database file and its ``-wal``/``-shm`` are never opened by anything but SQLite in a
+  process that has the library open: closing any descriptor of a file drops all the process's
+  POSIX locks on it, and another process would then delete the WAL under our connections.
+  :mod:`avstudio.dbguard` records the open libraries; every other file opener asks it first.
 
 Content hash
 ------------
@@ -43,11 +47,14 @@ import secrets
 import sqlite3
 import threading
 import time
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
+from .. import dbguard
+from ..dbguard import database_of, ensure_not_database, refusal
 from ..errors import AVStudioError, DataError, MediaError
 from ..progress import CancelToken, ProgressFn, check_cancel, emit
 from .library_boxes import MIGRATION_V3, BoxStore
@@ -280,6 +287,7 @@ def content_hash(path: PathLike, size: Optional[int] = None) -> str:
     to be the same clip when re-finding moved files.
     """
     h = hashlib.sha256()
+    ensure_not_database(path, "hash", DataError)
     with open(path, "rb") as fh:
         if size is None:
             size = os.fstat(fh.fileno()).st_size
@@ -389,6 +397,7 @@ def _atomic_write_text(path: str, write: Callable[[Any], None]) -> None:
     folder = os.path.dirname(path) or "."
     if not os.path.isdir(folder):
         raise DataError(f"cannot write {path}: folder {folder} does not exist")
+    ensure_not_database(path, "write over", DataError)
     # os.open with 0o666 lets the umask decide the permissions (mkstemp would give 0600)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
@@ -480,6 +489,76 @@ def _row_to_clip(r: sqlite3.Row) -> ClipRow:
 
 # ---------------------------------------------------------------- the library
 
+# SQLite's primary result codes we turn into sentences.
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
+
+
+class LibraryError(DataError):
+    """A library file SQLite reports as damaged or not a database; ``code``: SQLite's result code."""
+
+    def __init__(self, message: str, code: Optional[int] = None):
+        super().__init__(message)
+        self.code = code
+
+
+def _translate(exc: sqlite3.DatabaseError, where: str) -> BaseException:
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary not in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        return exc
+    where = where or "file"
+    return LibraryError(f"library {where} is damaged ({exc}); check it with "
+                        f"avstudio library check {where}", primary)
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose "malformed" / "not a database" errors are one :class:`LibraryError`."""
+
+    def _where(self) -> str:
+        return getattr(self.connection, "library_path", "")
+
+    def execute(self, sql: str, parameters: Any = ()) -> "_Cursor":  # type: ignore[override]
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self._where()) from None
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self._where()) from None
+
+    def fetchall(self) -> list:
+        try:
+            return super().fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self._where()) from None
+
+    def fetchmany(self, size: int = 1) -> list:
+        try:
+            return super().fetchmany(size)
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self._where()) from None
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self._where()) from None
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose damaged-file errors are one :class:`LibraryError` sentence naming the
+    library (the GUI and the CLI show it: no traceback, no retry loop printing it forever)."""
+
+    library_path = ""
+
+    def execute(self, sql: str, parameters: Any = ()) -> sqlite3.Cursor:  # type: ignore[override]
+        cur = _Cursor(self)
+        cur.row_factory = self.row_factory  # what Connection.cursor() would have copied
+        return cur.execute(sql, parameters)
+
 
 class ClipLibrary(BoxStore):
     """A clip library file. ``with ClipLibrary(path) as lib: ...`` or ``open()``/``close()``.
@@ -518,15 +597,21 @@ class ClipLibrary(BoxStore):
                 folder = os.path.dirname(path)
                 if not exists and not os.path.isdir(folder):
                     raise DataError(f"cannot create library {path}: folder {folder} does not exist")
-                if exists and os.path.getsize(path) > 0:
-                    with open(path, "rb") as fh:
-                        if fh.read(16) != b"SQLite format 3\x00":
-                            raise DataError(f"{path} is not an AV Studio library (not a SQLite file)")
+                if database_of(path) not in (None, path):
+                    raise DataError(refusal(path, "open as a library"))
+                # The file is never open()ed here (not even to read its header): closing any
+                # descriptor of a SQLite file drops every lock this process holds on it (see
+                # avstudio/dbguard.py). SQLite itself says whether the file is a database.
+            target = path
+            if path != ":memory:":
+                target = "file:" + urllib.parse.quote(path) + ("?mode=rwc" if self.create else "?mode=rw")
             try:
-                conn = sqlite3.connect(path, timeout=self.timeout, isolation_level=None,
-                                       check_same_thread=False)
+                conn = sqlite3.connect(target, timeout=self.timeout, isolation_level=None,
+                                       check_same_thread=False, uri=path != ":memory:",
+                                       factory=_Connection)
             except sqlite3.Error as exc:
                 raise DataError(f"cannot open library {path}: {exc}") from None
+            conn.library_path = path
             try:
                 conn.row_factory = sqlite3.Row
                 conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
@@ -548,11 +633,18 @@ class ClipLibrary(BoxStore):
                 conn.close()
                 self._conn = None
                 raise
+            if path != ":memory:":
+                dbguard.register(path)
             return self
 
     def _check_identity(self, conn: sqlite3.Connection) -> None:
         """Refuse files that are not ours, or written by a newer AV Studio."""
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        except LibraryError as exc:
+            if exc.code == SQLITE_NOTADB:
+                raise DataError(f"{self.path} is not an AV Studio library (not a SQLite file)") from None
+            raise
         app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
         if app_id not in (0, APPLICATION_ID):
             raise DataError(f"{self.path} is not an AV Studio library (application id {app_id:#x})")
@@ -572,6 +664,8 @@ class ClipLibrary(BoxStore):
                 # the last connection to close checkpoints the WAL into the main file itself
                 self._conn.close()
                 self._conn = None
+                if self.path != ":memory:":
+                    dbguard.unregister(self.path)
 
     def __enter__(self) -> "ClipLibrary":
         return self.open()
@@ -581,8 +675,7 @@ class ClipLibrary(BoxStore):
 
     def __del__(self) -> None:  # pragma: no cover - best effort
         try:
-            if self._conn is not None:
-                self._conn.close()
+            self.close()
         except Exception:
             pass
 
@@ -802,6 +895,8 @@ class ClipLibrary(BoxStore):
             digest = content_hash(path, size)
         except OSError as exc:
             return f"cannot read file: {exc.strerror or exc}"
+        except DataError as exc:
+            return str(exc)
         return (path, digest, size, _num(getattr(info, "duration", None)),
                 _int(getattr(info, "width", None)), _int(getattr(info, "height", None)),
                 _num(getattr(info, "fps", None)), 1 if getattr(info, "has_audio", False) else 0)
@@ -850,6 +945,7 @@ class ClipLibrary(BoxStore):
         mpath = _abspath(csv_path)
         if not os.path.isfile(mpath):
             raise DataError(f"manifest {mpath} does not exist")
+        ensure_not_database(mpath, "read as a manifest", DataError)
         base = os.path.dirname(mpath)
         try:
             with open(mpath, "r", encoding="utf-8-sig", newline="") as fh:
@@ -1122,7 +1218,7 @@ class ClipLibrary(BoxStore):
                 if f not in hashes:
                     try:
                         hashes[f] = content_hash(f)
-                    except OSError:
+                    except (OSError, DataError):
                         continue
                 if hashes[f] == r["content_hash"]:
                     new = f
@@ -1248,6 +1344,21 @@ class ClipLibrary(BoxStore):
         out["stages"] = self.stage_summary()
         out.update(self.box_stats())
         return out
+
+    def check(self) -> list[str]:
+        """SQLite's own consistency checks of the file (``PRAGMA integrity_check`` and
+        ``foreign_key_check``): an empty list when the library is sound, else one line per problem."""
+        problems: list[str] = []
+        with self._lock:
+            try:
+                rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check").fetchall()]
+            except LibraryError as exc:
+                return [str(exc)]
+            if rows != ["ok"]:
+                problems += [str(r) for r in rows]
+            for r in self.conn.execute("PRAGMA foreign_key_check").fetchall():
+                problems.append(f"table {r[0]} row {r[1]} refers to a missing row of {r[2]}")
+        return problems
 
     def annotated_manifest_rows(self, include_unsure: bool = True,
                                 include_missing: bool = False) -> list[dict[str, Any]]:

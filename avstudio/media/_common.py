@@ -10,6 +10,7 @@ from typing import Optional
 
 import av
 
+from ..dbguard import ensure_not_database
 from ..errors import MediaError
 
 
@@ -44,6 +45,7 @@ def check_file(path) -> str:
         raise MediaError(f"{show(p)} is a directory, not a media file")
     if not os.access(p, os.R_OK):
         raise MediaError(f"{show(p)}: permission denied")
+    ensure_not_database(p, "read as media", MediaError)
     try:
         size = os.path.getsize(p)
     except OSError as exc:

@@ -19,6 +19,7 @@ from typing import Optional
 import av
 import numpy as np
 
+from ..dbguard import ensure_not_database
 from ..errors import MediaError
 from ._common import audio_stream, check_file, open_input, reason, show
 
@@ -292,6 +293,7 @@ def write_wav(path, audio, sample_rate: int, float32: bool = False) -> Path:
     inter = np.ascontiguousarray(a.T)  # [N, C]
     if p.parent and not p.parent.exists():
         raise MediaError(f"cannot write {show(p)}: the folder {show(p.parent)} does not exist")
+    ensure_not_database(p, "write over", MediaError)
     try:
         if float32:
             data = inter.astype("<f4").tobytes()

@@ -11,6 +11,7 @@ from typing import Optional
 import av
 import numpy as np
 
+from ..dbguard import ensure_not_database
 from ..errors import MediaError
 from ..progress import CancelToken, ProgressFn, check_cancel, emit
 from ._common import reason, show
@@ -98,6 +99,7 @@ class Mp4Writer:
             raise MediaError(f"cannot write {show(self.path)}: the folder {show(parent)} does not exist")
         if self.path.is_dir():
             raise MediaError(f"cannot write {show(self.path)}: it is a directory")
+        ensure_not_database(self.path, "write over", MediaError)
         options = {"movflags": "+faststart"} if faststart else {}
         try:
             self._c = av.open(str(self.path), "w", format=None, options=options)

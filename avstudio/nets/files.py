@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from ..dbguard import ensure_not_database
 from ..errors import CheckpointError
 
 FORMAT = "avstudio-model"
@@ -38,6 +39,7 @@ MAX_HEADER = 100 * 1024 * 1024
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    ensure_not_database(path, "write over", CheckpointError)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
@@ -73,6 +75,7 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], card
 
 def sniff(path: Path) -> dict:
     """Refuse anything that is not a well-formed safetensors file, without parsing it as code."""
+    ensure_not_database(path, "load as a model", CheckpointError)
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
@@ -123,6 +126,7 @@ def load_tensors(path: str | os.PathLike, embedded_card: bool = False) -> tuple[
         raise CheckpointError(f"{path}: is a folder, expected a .safetensors file")
     meta = sniff(path)
     cp = card_path(path)
+    ensure_not_database(cp, "read as a model card", CheckpointError)
     if embedded_card and meta.get("card"):
         try:
             card = json.loads(meta["card"])
@@ -200,6 +204,7 @@ def weights_sha256(module: torch.nn.Module) -> str:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    ensure_not_database(path, "hash as a model file", CheckpointError)
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
