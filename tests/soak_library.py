@@ -393,12 +393,16 @@ class Soak:
 
     # -- the killer
     def _worker_pids(self) -> list[int]:
+        """Fine-tune workers alive, from their run folders (``TrainProcess.attach`` checks the
+        process's start time, so a pid the system gave to another process is never killed)."""
+        from avstudio.train.job import TrainProcess
+
         pids = []
-        for log in list(self.app_logs):
-            for parts in _lines(log):
-                if parts[0] == "W":
-                    pids.append(int(parts[2]))
-        return [p for p in pids if _alive(p) and p not in self.stats.killed_pids]
+        for d in sorted((self.work / "runs").glob("*")):
+            tp = TrainProcess.attach(d)
+            if tp is not None and tp.pid not in self.stats.killed_pids:
+                pids.append(tp.pid)
+        return pids
 
     def killer_loop(self) -> None:
         rng = self.rng

@@ -630,6 +630,11 @@ def test_open_library_files_are_never_opened_as_other_files(tmp_path, templates)
         lib.export_csv(path)
     with pytest.raises(DataError, match="clip library"):
         lib.import_manifest(path)
+    from avstudio.data.box_formats import read_box_file
+
+    for fmt in (None, "flickr", "vggss"):
+        with pytest.raises(DataError, match="clip library"):
+            read_box_file(path, fmt)
     with pytest.raises(DataError, match="clip library"):
         libmod.content_hash(link)
     rep = lib.import_files([link])

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..dbguard import ensure_not_database
 from ..errors import DataError
 from .boxes import Box, BoxFrame, box_from_dict, check_rule, make_box
 
@@ -91,6 +92,7 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def _load_json(p: Path) -> Any:
+    ensure_not_database(p, "read as a box file", DataError)
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -188,6 +190,7 @@ def _flickr_box(el: ET.Element, what: str) -> Box:
 def read_flickr(path: str | os.PathLike) -> list[BoxRecord]:
     out = []
     for f in _flickr_files(Path(path)):
+        ensure_not_database(f, "read as a box file", DataError)
         try:
             root = ET.parse(f).getroot()
         except ET.ParseError as exc:
