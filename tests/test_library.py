@@ -606,11 +606,12 @@ def test_open_library_files_are_never_opened_as_other_files(tmp_path, templates)
     """Whatever a user points at the open library (or its -wal / -shm), as a video, a model,
     a manifest, an import, an export or a stem to write, gets one sentence, and the library
     keeps its locks."""
+    import numpy as np
+
     from avstudio.errors import CheckpointError, MediaError
     from avstudio.media.audio import write_wav
     from avstudio.media.probe import probe
     from avstudio.nets.checkpoint import load_tensors
-    import numpy as np
 
     path = tmp_path / "clips.avlib"
     lib = ClipLibrary(path)

@@ -10,7 +10,6 @@ figures: docs/reliability.md.
 from __future__ import annotations
 
 import pytest
-
 from soak_library import run_soak
 
 

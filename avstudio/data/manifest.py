@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Union
 
+from ..dbguard import ensure_not_database
 from ..errors import DataError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -57,6 +58,7 @@ def read_manifest(path: PathLike) -> list[ManifestRow]:
         if p.exists():
             raise DataError(f"manifest {p} is not a file")
         raise DataError(f"manifest {p} does not exist")
+    ensure_not_database(p, "read as a manifest", DataError)
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
