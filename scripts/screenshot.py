@@ -120,7 +120,7 @@ def shoot(args, tmp: Path) -> int:
     def pump(seconds: float, until=None) -> bool:
         return wait_events(seconds, until, poll_ms=20)  # the event loop sleeps between events
 
-    pump(60, lambda: not win.model_loading)
+    pump(60, lambda: not win.player.model_loading)
     if args.library_only:
         library_shots(win, pump, Path(args.out), tmp)
         QTimer.singleShot(0, win.close)
@@ -131,20 +131,20 @@ def shoot(args, tmp: Path) -> int:
         print(f"screenshot.py: cannot open {video}: {win.last_error}", file=sys.stderr)
         return 2
     t0 = time.time()
-    if win.bundle is not None:
-        ok = pump(args.timeout, lambda: win.analysis_state in ("done", "failed", "cancelled"))
-        print(f"analysis: {win.analysis_state} in {time.time() - t0:.1f} s" + ("" if ok else " (timeout)"))
-        if win.bundle.separator is not None:
-            pump(args.timeout, lambda: win.stems is not None or "failed" in win.panel.note.text())
-            print(f"stems: {'ready' if win.stems is not None else win.panel.note.text()}")
-    t = args.time if args.time is not None else 0.4 * win.duration
-    win.seek(win.video_start + t)
-    pump(3.0, lambda: win.current_frame == win.index_at(win.video_start + t))
+    if win.player.bundle is not None:
+        ok = pump(args.timeout, lambda: win.player.analysis_state in ("done", "failed", "cancelled"))
+        print(f"analysis: {win.player.analysis_state} in {time.time() - t0:.1f} s" + ("" if ok else " (timeout)"))
+        if win.player.bundle.separator is not None:
+            pump(args.timeout, lambda: win.player.stems is not None or "failed" in win.panel.note.text())
+            print(f"stems: {'ready' if win.player.stems is not None else win.panel.note.text()}")
+    t = args.time if args.time is not None else 0.4 * win.player.duration
+    win.viewer.seek(win.player.video_start + t)
+    pump(3.0, lambda: win.viewer.current_frame == win.player.index_at(win.player.video_start + t))
     if args.click is not None:
-        win.hear_pixel(*args.click)
-        pump(60, lambda: win.pixel is not None and "audio" in win.pixel)
-        win.pause()
-        win.seek(win.video_start + t)
+        win.sound.hear_pixel(*args.click)
+        pump(60, lambda: win.player.pixel is not None and "audio" in win.player.pixel)
+        win.viewer.pause()
+        win.viewer.seek(win.player.video_start + t)
     win.timeline.zoom_fit()
     pump(1.5)
     out = Path(args.out)

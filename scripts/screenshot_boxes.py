@@ -68,7 +68,7 @@ def shoot(root: Path, clip: str, frame, out: Path, size: str) -> int:
             time.sleep(0.01)
         return until() if until else True
 
-    pump(120, lambda: win.bundle is not None)
+    pump(120, lambda: win.player.bundle is not None)
     lp = win.library_panel
     if not lp.open_library(str(root / "real.avlib")):
         print("screenshot_boxes: cannot open the library", file=sys.stderr)
@@ -83,8 +83,8 @@ def shoot(root: Path, clip: str, frame, out: Path, size: str) -> int:
     tool = win.box_tool
     frames = [f.frame for f in lp.lib.box_frames(row.id)]
     f = frame if frame is not None else frames[0]
-    pump(600, lambda: win.analysis_state in ("done", "failed", "cancelled"))
-    win.seek_frame(f)
+    pump(600, lambda: win.player.analysis_state in ("done", "failed", "cancelled"))
+    win.viewer.seek_frame(f)
     pump(30, lambda: win.view.frame_index == f and not win.view.frame_is_proxy)
     win.action("box_tool").trigger()
     pump(120, lambda: not tool.scoring and len(tool.scores) == len(frames))

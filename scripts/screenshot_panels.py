@@ -36,15 +36,15 @@ def shoot_panels(win, pump, out_dir: Path, tmp: Path, timeout: float = 1200.0) -
     for i, r in enumerate(rows[:6]):  # annotated by hand, one of them unsure
         lib.annotate(r.id, truth[str(Path(r.path).resolve())], unsure=(i == 4), who="ana")
     panel.refresh()
-    if win.bundle is not None and win.bundle.counter is not None:
+    if win.player.bundle is not None and win.player.bundle.counter is not None:
         panel.predict_counts()
         pump(300, lambda: not panel.job.isRunning() and not panel.job_row.isVisible())
     panel.refresh()
     win.resizeDocks([win.library_dock], [560], Qt.Orientation.Horizontal)
-    nxt = panel.go_next()
-    if nxt is not None and win.bundle is not None:
-        pump(300, lambda: win.analysis_state in ("done", "failed", "cancelled"))
-        win.seek(win.video_start + 0.4 * win.duration)
+    nxt = panel.annotator.go_next()
+    if nxt is not None and win.player.bundle is not None:
+        pump(300, lambda: win.player.analysis_state in ("done", "failed", "cancelled"))
+        win.viewer.seek(win.player.video_start + 0.4 * win.player.duration)
     pump(2.0)
     shots = [out_dir / "screenshot_library.png"]
     win.grab().save(str(shots[0]))

@@ -95,7 +95,7 @@ def open_window(qtbot, model, **kw):
     qtbot.addWidget(w)
     w.resize(900, 700)
     w.show()
-    qtbot.waitUntil(lambda: not w.model_loading, timeout=WAIT)
+    qtbot.waitUntil(lambda: not w.player.model_loading, timeout=WAIT)
     return w
 
 
@@ -110,7 +110,7 @@ def open_clip(qtbot, w, path, analysed=True):
     assert w.open_file(path)
     qtbot.waitUntil(lambda: w.view.last_painted_index == 0, timeout=WAIT)
     if analysed:
-        qtbot.waitUntil(lambda: w.analysis_state == "done", timeout=WAIT)
+        qtbot.waitUntil(lambda: w.player.analysis_state == "done", timeout=WAIT)
 
 
 def frame_index_of(w) -> int:
@@ -124,19 +124,19 @@ def frame_index_of(w) -> int:
 
 def test_open_shows_frames_with_overlays_and_caches(qtbot, win, assets):
     open_clip(qtbot, win, assets["clip"])
-    assert win.k == 2 and win.heat.shape[:2] == (50, 2) and win.heat_done.all()
+    assert win.player.k == 2 and win.player.heat.shape[:2] == (50, 2) and win.player.heat_done.all()
     assert frame_index_of(win) == 0
-    win.refresh_overlay()
+    win.viewer.refresh_overlay()
     assert win.view.overlay is not None  # the overlay follows the frame
     assert win.panel.rows.keys() >= {"mix", "c0", "c1"}
     # cached on disk per (clip, model): heatmaps of every frame
-    cache = win.cache
+    cache = win.analysis.cache
     assert (cache.k_dir(2) / "heatmaps.npz").exists()
     data = cache.load(2)
     assert len(data) == 50 and data.heatmaps.shape == (50, 2, 8, 8)
     # the stems come from the separator, then the cache
-    qtbot.waitUntil(lambda: win.stems is not None, timeout=WAIT)
-    assert win.stems.shape[0] == 2
+    qtbot.waitUntil(lambda: win.player.stems is not None, timeout=WAIT)
+    assert win.player.stems.shape[0] == 2
     assert cache.load_stems(2) is not None
     assert "Original mix" in win.panel.rows["mix"].label.text()
 
@@ -144,13 +144,13 @@ def test_open_shows_frames_with_overlays_and_caches(qtbot, win, assets):
 def test_reopen_is_served_from_the_cache(qtbot, assets, dialogs):
     w1 = open_window(qtbot, assets["model"])
     open_clip(qtbot, w1, assets["clip"])
-    qtbot.waitUntil(lambda: w1.stems is not None, timeout=WAIT)
+    qtbot.waitUntil(lambda: w1.player.stems is not None, timeout=WAIT)
     w1.shutdown()
     w2 = open_window(qtbot, assets["model"])
     open_clip(qtbot, w2, assets["clip"])
-    qtbot.waitUntil(lambda: w2.stems is not None, timeout=WAIT)
-    assert w2.heat_done.all()
-    assert w2.scheduler.frames_analysed == 0  # nothing recomputed
+    qtbot.waitUntil(lambda: w2.player.stems is not None, timeout=WAIT)
+    assert w2.player.heat_done.all()
+    assert w2.analysis.scheduler.frames_analysed == 0  # nothing recomputed
     assert w2.jobs["separate"].result["cached"]  # nor separated again
     w2.shutdown()
 
@@ -167,40 +167,40 @@ def test_analysis_starts_at_the_playhead_and_can_be_cancelled(qtbot, assets, dia
         gate.wait(WAIT / 1000)
 
     assert w.open_file(assets["long"])
-    w.seek_frame(120)  # the user went there before any heatmap was ready
-    w.scheduler.chunkReady.connect(first_chunk, Qt.ConnectionType.DirectConnection)
+    w.viewer.seek_frame(120)  # the user went there before any heatmap was ready
+    w.analysis.scheduler.chunkReady.connect(first_chunk, Qt.ConnectionType.DirectConnection)
     qtbot.waitUntil(lambda: len(order) >= 1, timeout=WAIT)
     assert order[0] in (112, 120)  # the chunk holding the playhead came first
     w.action("cancel_analysis").trigger()
     gate.set()
-    qtbot.waitUntil(lambda: w.analysis_state == "cancelled", timeout=WAIT)
-    done = int(w.heat_done.sum())
+    qtbot.waitUntil(lambda: w.player.analysis_state == "cancelled", timeout=WAIT)
+    done = int(w.player.heat_done.sum())
     assert 0 < done < 160
     assert "cancelled" in w.panel.progress.format()
     # frames without heatmaps show without overlay, and say so
-    missing = int(np.flatnonzero(~w.heat_done)[0])
-    w.seek_frame(missing)
+    missing = int(np.flatnonzero(~w.player.heat_done)[0])
+    w.viewer.seek_frame(missing)
     qtbot.waitUntil(lambda: w.view.last_painted_index == missing, timeout=WAIT)
     assert w.view.overlay is None and w.view.badge
     # resume: finishes what is missing, keeps what was done
     w.action("resume_analysis").trigger()
-    qtbot.waitUntil(lambda: w.analysis_state == "done", timeout=WAIT)
-    assert w.heat_done.all()
-    assert w.scheduler.frames_analysed <= 160 - done + 16
+    qtbot.waitUntil(lambda: w.player.analysis_state == "done", timeout=WAIT)
+    assert w.player.heat_done.all()
+    assert w.analysis.scheduler.frames_analysed <= 160 - done + 16
     w.shutdown()
 
 
 def test_changing_the_number_of_clusters_reanalyses(qtbot, win, assets):
     open_clip(qtbot, win, assets["clip"])
-    qtbot.waitUntil(lambda: win.stems is not None, timeout=WAIT)
+    qtbot.waitUntil(lambda: win.player.stems is not None, timeout=WAIT)
     combo = win.panel.k_combo
     combo.setCurrentIndex(combo.findData(3))
-    qtbot.waitUntil(lambda: win.analysis_state == "done" and win.k == 3, timeout=WAIT)
-    assert win.heat.shape[1] == 3 and win.heat_done.all()
+    qtbot.waitUntil(lambda: win.player.analysis_state == "done" and win.player.k == 3, timeout=WAIT)
+    assert win.player.heat.shape[1] == 3 and win.player.heat_done.all()
     assert {"c0", "c1", "c2"} <= set(win.panel.rows) and "c3" not in win.panel.rows
-    qtbot.waitUntil(lambda: win.stems is not None, timeout=WAIT)
-    assert win.stems.shape[0] == 3
-    assert (win.cache.k_dir(2) / "heatmaps.npz").exists() and (win.cache.k_dir(3) / "heatmaps.npz").exists()
+    qtbot.waitUntil(lambda: win.player.stems is not None, timeout=WAIT)
+    assert win.player.stems.shape[0] == 3
+    assert (win.analysis.cache.k_dir(2) / "heatmaps.npz").exists() and (win.analysis.cache.k_dir(3) / "heatmaps.npz").exists()
 
 
 # ---------------------------------------------------------------- transport
@@ -208,16 +208,16 @@ def test_changing_the_number_of_clusters_reanalyses(qtbot, win, assets):
 def test_play_pause_seek_step_and_shuttle(qtbot, win, assets):
     open_clip(qtbot, win, assets["clip"], analysed=False)
     win.action("play").trigger()
-    assert win.playing
-    qtbot.waitUntil(lambda: win.current_frame >= 8, timeout=WAIT)
+    assert win.player.playing
+    qtbot.waitUntil(lambda: win.viewer.current_frame >= 8, timeout=WAIT)
     # the video follows the (wall) clock of the silent output
-    assert abs(win.index_at(win.clock()) - win.current_frame) <= 3
+    assert abs(win.player.index_at(win.viewer.clock()) - win.viewer.current_frame) <= 3
     win.action("play").trigger()
-    assert not win.playing
-    stopped = win.position
+    assert not win.player.playing
+    stopped = win.player.position
     qtbot.wait(150)
-    assert win.position == stopped
-    win.seek_frame(30)
+    assert win.player.position == stopped
+    win.viewer.seek_frame(30)
     qtbot.waitUntil(lambda: win.view.last_painted_index == 30, timeout=WAIT)
     assert frame_index_of(win) == 30  # exact frame
     assert win.transport.slider.value() == 30
@@ -229,42 +229,42 @@ def test_play_pause_seek_step_and_shuttle(qtbot, win, assets):
     win.action("step_back").trigger()
     qtbot.waitUntil(lambda: win.view.last_painted_index == 29, timeout=WAIT)
     win.action("forward_1s").trigger()
-    assert win.wanted_frame == 49  # clamped to the last frame (29 + 25 > 49)
+    assert win.viewer.wanted_frame == 49  # clamped to the last frame (29 + 25 > 49)
     win.action("go_start").trigger()
     qtbot.waitUntil(lambda: win.view.last_painted_index == 0, timeout=WAIT)
     win.action("go_end").trigger()
     qtbot.waitUntil(lambda: win.view.last_painted_index == 49, timeout=WAIT)
     assert frame_index_of(win) == 49
     win.action("back_1s").trigger()
-    assert win.wanted_frame == 24
+    assert win.viewer.wanted_frame == 24
     # J/K/L shuttle
     win.action("shuttle_forward").trigger()
-    assert win.playing and win.speed == 1.0
+    assert win.player.playing and win.player.speed == 1.0
     win.action("shuttle_forward").trigger()
-    assert win.speed == 2.0
+    assert win.player.speed == 2.0
     win.action("pause").trigger()
-    assert not win.playing
+    assert not win.player.playing
     win.action("shuttle_back").trigger()
-    assert win.playing and win.speed == -1.0
-    f0 = win.current_frame
-    qtbot.waitUntil(lambda: win.current_frame < f0 - 2 or not win.playing, timeout=WAIT)
+    assert win.player.playing and win.player.speed == -1.0
+    f0 = win.viewer.current_frame
+    qtbot.waitUntil(lambda: win.viewer.current_frame < f0 - 2 or not win.player.playing, timeout=WAIT)
     win.action("pause").trigger()
-    assert not win.playing and win.speed == 1.0
+    assert not win.player.playing and win.player.speed == 1.0
     # speed
     win.action("faster").trigger()
-    assert win.speed == 1.25
+    assert win.player.speed == 1.25
     win.action("normal_speed").trigger()
-    assert win.speed == 1.0
+    assert win.player.speed == 1.0
     # playing to the end stops there
-    win.seek_frame(45)
-    win.play()
-    qtbot.waitUntil(lambda: not win.playing, timeout=WAIT)
-    assert win.current_frame == 49
+    win.viewer.seek_frame(45)
+    win.viewer.play()
+    qtbot.waitUntil(lambda: not win.player.playing, timeout=WAIT)
+    assert win.viewer.current_frame == 49
 
 
 def test_timeline_click_seeks_and_shows_the_sound(qtbot, win, assets):
     open_clip(qtbot, win, assets["clip"], analysed=False)
-    qtbot.waitUntil(lambda: win.audio_data is not None, timeout=WAIT)
+    qtbot.waitUntil(lambda: win.player.audio_data is not None, timeout=WAIT)
     assert win.timeline.spec_img.image is not None
     win.timeline.seekRequested.emit(1.0)
     qtbot.waitUntil(lambda: win.view.last_painted_index == 25, timeout=WAIT)
@@ -275,7 +275,7 @@ def test_timeline_click_seeks_and_shows_the_sound(qtbot, win, assets):
 
 def test_toggle_clusters_opacity_threshold(qtbot, win, assets):
     open_clip(qtbot, win, assets["clip"])
-    win.seek_frame(10)
+    win.viewer.seek_frame(10)
     qtbot.waitUntil(lambda: win.view.last_painted_index == 10, timeout=WAIT)
 
     def alpha():
@@ -323,7 +323,7 @@ def test_toggle_clusters_opacity_threshold(qtbot, win, assets):
 
 def test_solo_mute_volume_and_play_alone(qtbot, win, assets):
     open_clip(qtbot, win, assets["clip"])
-    qtbot.waitUntil(lambda: win.stems is not None and win.audio_data is not None, timeout=WAIT)
+    qtbot.waitUntil(lambda: win.player.stems is not None and win.player.audio_data is not None, timeout=WAIT)
     m = win.mixer
     assert m.audible() == ["mix"]  # stems start muted: the original plays
     win.panel.rows["c1"].solo.setChecked(True)
@@ -331,7 +331,7 @@ def test_solo_mute_volume_and_play_alone(qtbot, win, assets):
     # what the mixer renders is that stem (16 kHz, read at the output rate)
     out = m.render(0.5, 4800)
     t = 0.5 + np.arange(4800) / m.sample_rate
-    ref = np.interp(t * win.stems_sr, np.arange(win.stems.shape[1]), win.stems[1])
+    ref = np.interp(t * win.player.stems_sr, np.arange(win.player.stems.shape[1]), win.player.stems[1])
     assert np.allclose(out, np.clip(ref, -1, 1), atol=1e-5)
     win.panel.rows["c1"].solo.setChecked(False)
     win.panel.rows["c0"].mute.setChecked(False)
@@ -342,8 +342,8 @@ def test_solo_mute_volume_and_play_alone(qtbot, win, assets):
     assert m.audible() == ["c0"]
     win.action("unsolo").trigger()
     win.panel.rows["c0"].alone.click()  # play alone
-    assert win.playing and m.audible() == ["c0"]
-    win.pause()
+    assert win.player.playing and m.audible() == ["c0"]
+    win.viewer.pause()
     assert "sum of what is on" in win.panel.note.text()
 
 
@@ -351,10 +351,10 @@ def test_without_separator_only_the_mix(qtbot, assets, dialogs):
     w = open_window(qtbot, assets["model_nosep"])
     open_clip(qtbot, w, assets["clip"])
     qtbot.wait(200)
-    assert w.stems is None
+    assert w.player.stems is None
     assert "only the original mix" in w.panel.note.text()
     assert not w.panel.rows["c0"].solo.isEnabled()
-    w.hear_pixel(0.5, 0.5)
+    w.sound.hear_pixel(0.5, 0.5)
     assert w.view.marker == (0.5, 0.5)
     assert "no separator" in w.statusBar().currentMessage()
     w.shutdown()
@@ -362,8 +362,8 @@ def test_without_separator_only_the_mix(qtbot, assets, dialogs):
 
 def test_click_to_hear_a_pixel(qtbot, win, assets):
     open_clip(qtbot, win, assets["clip"])
-    qtbot.waitUntil(lambda: win.audio_data is not None, timeout=WAIT)
-    win.seek_frame(20)
+    qtbot.waitUntil(lambda: win.player.audio_data is not None, timeout=WAIT)
+    win.viewer.seek_frame(20)
     qtbot.waitUntil(lambda: win.view.last_painted_index == 20, timeout=WAIT)
     r = win.view.frame_rect()
     with qtbot.waitSignal(win.pixelReady, timeout=WAIT):
@@ -372,12 +372,12 @@ def test_click_to_hear_a_pixel(qtbot, win, assets):
     x, y = win.view.marker
     assert abs(x - 0.25) < 0.05 and abs(y - 0.5) < 0.05  # the clicked spot is marked
     assert "pixel" in win.mixer.tracks and win.mixer.audible() == ["pixel"]
-    assert win.playing
+    assert win.player.playing
     assert win.panel.rows["pixel"].label.text().startswith("Pixel")
     assert win.mixer.tracks["pixel"].sample_rate == 16000
     assert len(win.mixer.tracks["pixel"].data) == pytest.approx(2 * 16000, abs=400)
-    win.pause()
-    out = win.export_pixel_sound(str(Path(win.cache.dir) / "px.wav"))
+    win.viewer.pause()
+    out = win.export("pixel", str(Path(win.analysis.cache.dir) / "px.wav"))
     assert Path(out).exists()
     win.action("clear_marker").trigger()
     assert win.view.marker is None and "pixel" not in win.mixer.tracks
@@ -389,7 +389,7 @@ def test_exports(qtbot, win, assets, tmp_path, monkeypatch):
     from avstudio.media import VideoReader, probe, read_wav
 
     open_clip(qtbot, win, assets["clip"])
-    qtbot.waitUntil(lambda: win.stems is not None and win.audio_data is not None, timeout=WAIT)
+    qtbot.waitUntil(lambda: win.player.stems is not None and win.player.audio_data is not None, timeout=WAIT)
     out = tmp_path / "burnt.mp4"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(out), "")))
     with qtbot.waitSignal(win.exportFinished, timeout=WAIT):
@@ -407,7 +407,7 @@ def test_exports(qtbot, win, assets, tmp_path, monkeypatch):
     files = sorted(folder.glob("*.wav"))
     assert [f.name for f in files] == ["clip_sound1.wav", "clip_sound2.wav"]
     a, sr = read_wav(files[0])
-    assert sr == 16000 and len(a) == win.stems.shape[1]
+    assert sr == 16000 and len(a) == win.player.stems.shape[1]
     # one stem from its row
     one = tmp_path / "one.wav"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(one), "")))
@@ -426,7 +426,7 @@ def test_exports(qtbot, win, assets, tmp_path, monkeypatch):
 def test_export_can_be_cancelled(qtbot, win, assets, tmp_path):
     open_clip(qtbot, win, assets["long"])
     out = tmp_path / "cancelled.mp4"
-    job = win.export_video(str(out))
+    job = win.export("video", str(out))
     job.cancel()
     qtbot.waitUntil(lambda: job.isFinished(), timeout=WAIT)
     assert job.state == "cancelled" and not out.exists()
@@ -442,8 +442,8 @@ def test_bad_files_show_a_dialog_and_the_app_keeps_running(qtbot, win, assets, d
         assert len(dialogs) == 1 and dialogs[0][0] == "critical"
         msg = dialogs[0][2]
         assert "\n" not in msg and "Traceback" not in msg and len(msg) < 300
-    assert win.path == assets["clip"]  # the clip that was open stays open
-    win.seek_frame(5)
+    assert win.player.path == assets["clip"]  # the clip that was open stays open
+    win.viewer.seek_frame(5)
     qtbot.waitUntil(lambda: win.view.last_painted_index == 5, timeout=WAIT)
     # an audio-only file is refused with a message too
     dialogs.clear()
@@ -463,12 +463,12 @@ def test_no_model_installed_opens_the_video_anyway(qtbot, assets, dialogs, tmp_p
     monkeypatch.delenv("AVSTUDIO_MODEL", raising=False)
     monkeypatch.setattr(checkpoint, "default_model_path", not_installed)
     w = open_window(qtbot, None)
-    assert w.bundle is None and w.model_error
+    assert w.player.bundle is None and w.player.model_error
     open_clip(qtbot, w, assets["clip"], analysed=False)
-    assert "No model installed" in w.status_note.text()
+    assert "No model installed" in w.status_line.note.text()
     assert w.view.overlay is None
-    w.play()
-    qtbot.waitUntil(lambda: w.current_frame > 3, timeout=WAIT)
+    w.viewer.play()
+    qtbot.waitUntil(lambda: w.viewer.current_frame > 3, timeout=WAIT)
     w.shutdown()
 
 
@@ -479,21 +479,21 @@ def test_no_audio_device_plays_silently_and_says_so(qtbot, assets, dialogs, monk
     monkeypatch.setattr(audio_out, "list_output_devices", lambda: [])
     w = open_window(qtbot, assets["model"], audio=True)
     assert isinstance(w.output, audio_out.SilentOutput)
-    assert "playing silently" in w.status_note.text()  # said in the status bar, and it stays
-    assert w.audio_label.text() == "silent"
+    assert "playing silently" in w.status_line.note.text()  # said in the status bar, and it stays
+    assert w.status_line.audio.text() == "silent"
     open_clip(qtbot, w, assets["clip"], analysed=False)
-    w.play()
-    qtbot.waitUntil(lambda: w.current_frame >= 5, timeout=WAIT)
-    w.pause()
+    w.viewer.play()
+    qtbot.waitUntil(lambda: w.viewer.current_frame >= 5, timeout=WAIT)
+    w.viewer.pause()
     w.shutdown()
 
 
 def test_clip_without_sound(qtbot, win, assets):
     open_clip(qtbot, win, assets["silent"])
     assert "no sound" in win.panel.note.text()
-    win.play()
-    qtbot.waitUntil(lambda: not win.playing, timeout=WAIT)  # plays to the end on the wall clock
-    assert win.current_frame == 19
+    win.viewer.play()
+    qtbot.waitUntil(lambda: not win.player.playing, timeout=WAIT)  # plays to the end on the wall clock
+    assert win.viewer.current_frame == 19
 
 
 def test_signals_queued_by_jobs_die_with_their_window(qtbot, assets, dialogs):
@@ -511,9 +511,9 @@ def test_signals_queued_by_jobs_die_with_their_window(qtbot, assets, dialogs):
 
     w = MainWindow(model_path=assets["model"], audio=False, k=2)
     w.show()
-    qtbot.waitUntil(lambda: not w.model_loading, timeout=WAIT)
+    qtbot.waitUntil(lambda: not w.player.model_loading, timeout=WAIT)
     open_clip(qtbot, w, assets["clip"])
-    qtbot.waitUntil(lambda: w.stems is not None, timeout=WAIT)
+    qtbot.waitUntil(lambda: w.player.stems is not None, timeout=WAIT)
     jobs = list(w.jobs.values())
     assert {j.name for j in jobs} >= {"load-model", "load-audio", "separate"}
 
@@ -536,19 +536,19 @@ def test_signals_queued_by_jobs_die_with_their_window(qtbot, assets, dialogs):
 def test_recent_files_and_drag_and_drop(qtbot, win, assets):
     assert win.open_file(assets["clip"])
     assert win.recent_files()[0] == str(Path(assets["clip"]).resolve())
-    titles = [a.text() for a in win.recent_menu.actions()]
+    titles = [a.text() for a in win.recent.menu.actions()]
     assert "clip.mp4" in titles
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(assets["long"])])
     ev = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
                     Qt.KeyboardModifier.NoModifier)
     win.dropEvent(ev)
-    assert win.path == assets["long"]
+    assert win.player.path == assets["long"]
     assert win.recent_files()[:2] == [str(Path(assets["long"]).resolve()), str(Path(assets["clip"]).resolve())]
     # the recent menu opens the file
-    a = [a for a in win.recent_menu.actions() if a.text() == "clip.mp4"][0]
+    a = [a for a in win.recent.menu.actions() if a.text() == "clip.mp4"][0]
     a.trigger()
-    assert win.path == str(Path(assets["clip"]).resolve())
+    assert win.player.path == str(Path(assets["clip"]).resolve())
 
 
 def test_keyboard_help_lists_every_shortcut(qtbot, win):
@@ -582,7 +582,7 @@ def test_every_action_triggers_without_a_clip(qtbot, win, dialogs, monkeypatch):
 # ---------------------------------------------------------------- Qt-free pieces
 
 def test_mixer_clock_follows_blocks_speed_and_seeks():
-    from avstudio.gui.mixer import Mixer
+    from avstudio.studio.mixer import Mixer
 
     m = Mixer(1000)
     m.set_track("a", np.arange(10000, dtype=np.float32) / 10000, 1000)
@@ -614,7 +614,7 @@ def test_mixer_clock_follows_blocks_speed_and_seeks():
 
 
 def test_overlay_thresholds_and_compositing():
-    from avstudio.gui.overlay import OverlaySettings, compose_overlay, otsu_threshold, upsample
+    from avstudio.studio.overlay import OverlaySettings, compose_overlay, otsu_threshold, upsample
 
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(0.2, 0.03, 500), rng.normal(0.8, 0.03, 500)])

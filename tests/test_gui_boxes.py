@@ -90,8 +90,8 @@ def test_draw_select_move_resize_tie_delete_undo(qtbot, win, clip, tmp_path):
     lib.close()  # the clip is not in the new library yet: the tool adds it
     assert win.library_panel.open_library(str(tmp_path / "lib.avlib"))
     assert win.library_panel.lib.find(str(clip)) is None
-    win.seek_frame(10)
-    qtbot.waitUntil(lambda: win.current_frame == 10 and win.view.frame_index == 10, timeout=WAIT)
+    win.viewer.seek_frame(10)
+    qtbot.waitUntil(lambda: win.viewer.current_frame == 10 and win.view.frame_index == 10, timeout=WAIT)
     win.action("box_tool").trigger()
     tool = win.box_tool
     assert tool.active and win.view.box_mode and win.action("box_tool").isChecked()
@@ -164,13 +164,13 @@ def test_jump_between_annotated_frames_and_nearby_boxes(qtbot, win, clip, tmp_pa
     assert win.box_tool.editor is not None
     assert win.timeline.box_mark_times() == [pytest.approx(0.25), pytest.approx(1.0), pytest.approx(1.65)]
     win.action("box_next_frame").trigger()
-    qtbot.waitUntil(lambda: win.current_frame == 5, timeout=WAIT)
+    qtbot.waitUntil(lambda: win.viewer.current_frame == 5, timeout=WAIT)
     win.action("box_next_frame").trigger()
-    qtbot.waitUntil(lambda: win.current_frame == 20, timeout=WAIT)
+    qtbot.waitUntil(lambda: win.viewer.current_frame == 20, timeout=WAIT)
     win.action("box_prev_frame").trigger()
-    qtbot.waitUntil(lambda: win.current_frame == 5, timeout=WAIT)
+    qtbot.waitUntil(lambda: win.viewer.current_frame == 5, timeout=WAIT)
     # two frames later the boxes of frame 5 are shown faded, named
-    win.seek_frame(7)
+    win.viewer.seek_frame(7)
     qtbot.waitUntil(lambda: win.view.frame_index == 7, timeout=WAIT)
     qtbot.waitUntil(lambda: win.view.box_layer is not None and win.view.box_layer.ghost, timeout=WAIT)
     assert win.view.box_layer.caption == "boxes of frame 5"
@@ -189,12 +189,12 @@ def test_scores_in_the_panel_match_eval_library(qtbot, clip, tmp_path, dialogs):
 
     w = make_win(qtbot, load_model=True)
     try:
-        qtbot.waitUntil(lambda: w.bundle is not None, timeout=SLOW)
+        qtbot.waitUntil(lambda: w.player.bundle is not None, timeout=SLOW)
         open_clip_in_library(qtbot, w, clip, tmp_path / "lib.avlib")
         w.action("box_tool").trigger()
         view = w.view
         for f, box in ((4, (0.1, 0.1, 0.5, 0.6)), (17, (0.4, 0.3, 0.9, 0.9)), (30, (0.0, 0.5, 0.4, 1.0))):
-            w.seek_frame(f)
+            w.viewer.seek_frame(f)
             qtbot.waitUntil(lambda f=f: w.view.frame_index == f, timeout=WAIT)
             drag(view, box[:2], box[2:])
         tool = w.box_tool

@@ -107,27 +107,27 @@ def test_annotate_with_keys_undo_redo_and_next(qtbot, win, clips, tmp_path):
     assert QKeySequence("F1") in win.action("keyboard").shortcuts()
 
     win.action("next_unannotated").trigger()
-    assert lib.find(win.path).id == ids[2]
+    assert lib.find(win.player.path).id == ids[2]
     assert p.model.current_id == ids[2]
     win.action("annotate_2").trigger()  # count 2, then on to the next clip
     assert lib.get(ids[2]).count == 2 and lib.get(ids[2]).annotated_by == "tester"
     assert table_text(p, ids[2], "count") == "2"
     assert table_text(p, ids[2], "stage") == "C2"
-    assert lib.find(win.path).id == ids[0]
+    assert lib.find(win.player.path).id == ids[0]
     win.action("annotate_unsure").trigger()  # no count yet: "can't tell"
     c0 = lib.get(ids[0])
     assert c0.annotated and c0.count is None
     assert table_text(p, ids[0], "count") == "?"
-    assert lib.find(win.path).id == ids[3]
+    assert lib.find(win.player.path).id == ids[3]
     win.action("annotate_0").trigger()
     assert lib.get(ids[3]).count == 0
-    assert lib.find(win.path).id == ids[1]
+    assert lib.find(win.player.path).id == ids[1]
 
     # undo goes back to the clip it changed; redo writes it again; nothing is deleted
     n_rows = len(lib.annotation_history(ids[3]))
     win.action("undo").trigger()
     assert not lib.get(ids[3]).annotated
-    assert lib.find(win.path).id == ids[3]
+    assert lib.find(win.player.path).id == ids[3]
     assert table_text(p, ids[3], "count") == ""
     win.action("undo").trigger()
     assert not lib.get(ids[0]).annotated
@@ -142,7 +142,7 @@ def test_annotate_with_keys_undo_redo_and_next(qtbot, win, clips, tmp_path):
     p.open_clip(ids[2])
     win.action("annotate_unsure").trigger()
     assert lib.get(ids[2]).unsure and lib.get(ids[2]).count == 2
-    assert lib.find(win.path).id == ids[2]
+    assert lib.find(win.player.path).id == ids[2]
     assert table_text(p, ids[2], "unsure") == "unsure"
     win.action("undo").trigger()
     assert not lib.get(ids[2]).unsure
@@ -199,7 +199,7 @@ def test_double_click_opens_the_clip_and_missing_files_say_so(qtbot, win, clips,
     rect = p.table.visualRect(p.model.index(i, 0))
     qtbot.mouseClick(p.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     qtbot.mouseDClick(p.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    qtbot.waitUntil(lambda: win.path is not None and Path(win.path).name == "a.mp4", timeout=WAIT)
+    qtbot.waitUntil(lambda: win.player.path is not None and Path(win.player.path).name == "a.mp4", timeout=WAIT)
     assert "a.mp4" in p.player_label.text()
     (d / "b.mp4").unlink()
     p.lib.refresh_missing()
@@ -538,7 +538,7 @@ def test_real_finetune_from_the_panel(qtbot, win, bench, tmp_path, monkeypatch):
     ft.select_run(rid)
     with qtbot.waitSignal(win.modelReady, timeout=WAIT):
         ft.use_btn.click()
-    assert win.bundle is not None and win.bundle.paths["av"] == str(tmp_path / "run" / "model.safetensors")
+    assert win.player.bundle is not None and win.player.bundle.paths["av"] == str(tmp_path / "run" / "model.safetensors")
 
     # ... and its counter predicts the counts of clips not annotated yet
     c = p.lib.clips()[0]
@@ -553,10 +553,11 @@ def test_real_finetune_from_the_panel(qtbot, win, bench, tmp_path, monkeypatch):
 
 def test_library_keys_are_documented(qtbot, win, tmp_path):
     from avstudio.gui.keys import markdown_table
+    from avstudio.studio.actions import owned_by
 
     p = win.library_panel
     p.open_library(str(tmp_path / "k.avlib"), create=True)
-    names = set(p.actions_by_name)
+    names = {a.name for a in owned_by("library") + owned_by("annotation")} | {"show_finetune"}
     table = markdown_table(win, only=names)
     for key in ("`0`", "`4`", "`?`", "`Ctrl+Z`", "`N`"):
         assert key in table
@@ -601,7 +602,7 @@ def test_gui_stays_responsive_while_analysis_and_training_run(qtbot, win, bench,
     probe.start()
     t0 = time.perf_counter()
     assert win.open_file(str(clip))
-    qtbot.waitUntil(lambda: win.analysis_state == "done", timeout=300000)
+    qtbot.waitUntil(lambda: win.player.analysis_state == "done", timeout=300000)
     busy_s = time.perf_counter() - t0
     probe.stop()
     assert ft.proc is not None, "the fine-tuning run ended before the measurement did"

@@ -27,3 +27,15 @@ def test_import_contracts_are_kept():
     r = _run("-c", "from importlinter.cli import lint_imports_command; lint_imports_command()", "--no-cache")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 broken" in r.stdout
+
+
+def test_start_up_imports_no_heavy_package():
+    """The app's modules and the CLI's parser import none of the heavy packages: the app shows
+    its first frame, and `avstudio --help` answers, before torch is loaded (ruff's TID253 checks
+    each module's own imports; this checks what they pull in)."""
+    heavy = ("torch", "torchaudio", "scipy", "mir_eval", "safetensors", "fluidsynth", "sounddevice")
+    code = ("import sys; import avstudio.gui.main_window, avstudio.gui.app; from avstudio.cli import build_parser; "
+            f"build_parser(); print([m for m in {heavy!r} if m in sys.modules])")
+    r = _run("-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout

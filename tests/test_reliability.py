@@ -639,8 +639,8 @@ def test_media_corpus_in_the_gui(qtbot, corpus_dir, model, monkeypatch, tmp_path
                 assert len(seen) == 1 and seen[0][0] == "critical", (name, seen)
                 msg = seen[0][2]
                 assert "\n" not in msg and "Traceback" not in msg and len(msg) < 400, (name, msg)
-                assert w.path == good  # the clip that was open stays open
-                w.seek_frame(3)
+                assert w.player.path == good  # the clip that was open stays open
+                w.viewer.seek_frame(3)
                 qtbot.waitUntil(lambda: w.view.last_painted_index == 3, timeout=60000)
                 outcomes[name] = ("refused", msg)
                 continue
@@ -649,14 +649,14 @@ def test_media_corpus_in_the_gui(qtbot, corpus_dir, model, monkeypatch, tmp_path
             damaged = [s for s in seen if s[0] == "warning"]
             assert want_analyze in ("ok", "either") or len(damaged) == 1, (name, seen)
             qtbot.waitUntil(lambda: w.view.last_painted_index == 0, timeout=60000)
-            qtbot.waitUntil(lambda: w.analysis_state in ("done", "failed"), timeout=120000)
-            if w.analysis_state == "failed":
+            qtbot.waitUntil(lambda: w.player.analysis_state in ("done", "failed"), timeout=120000)
+            if w.player.analysis_state == "failed":
                 assert want_analyze != "ok", (name, w.panel.status.text())
                 assert len(seen) == 1, (name, seen)  # the damage, said once (when opened or analysed)
                 assert all("\n" not in s[2] and "Traceback" not in s[2] for s in seen)
                 outcomes[name] = ("analysis failed", seen[-1][2])
             else:
-                assert w.heat_done.all(), (name, np.flatnonzero(~w.heat_done), w.frame_count)
+                assert w.player.heat_done.all(), (name, np.flatnonzero(~w.player.heat_done), w.player.frame_count)
                 assert not [s for s in seen if s[0] == "critical"], (name, seen)
                 outcomes[name] = ("ok", "; ".join(s[2] for s in seen))
     finally:
@@ -682,8 +682,8 @@ def _gui_window(qtbot, model, monkeypatch, tmp_path):
     qtbot.addWidget(w)
     w.resize(900, 700)
     w.show()
-    qtbot.waitUntil(lambda: not w.model_loading, timeout=60000)
-    assert w.bundle is not None
+    qtbot.waitUntil(lambda: not w.player.model_loading, timeout=60000)
+    assert w.player.bundle is not None
     return w, seen
 
 
@@ -697,13 +697,13 @@ def test_one_hour_clip_in_the_gui(qtbot, corpus_dir, model, monkeypatch, tmp_pat
         assert w.open_file(str(made("one hour (1 fps, 8 kHz PCM, mkv)", corpus_dir)))
         qtbot.waitUntil(lambda: w.view.last_painted_index == 0, timeout=60000)
         opened_s = time.perf_counter() - t
-        assert w.frame_count == 3600 and not seen
-        w.seek_frame(3599)
+        assert w.player.frame_count == 3600 and not seen
+        w.viewer.seek_frame(3599)
         qtbot.waitUntil(lambda: w.view.last_painted_index == 3599, timeout=60000)
-        w.seek_frame(1800)
+        w.viewer.seek_frame(1800)
         qtbot.waitUntil(lambda: w.view.last_painted_index == 1800, timeout=60000)
         # the analysis follows the playhead: frames around it get heatmaps first
-        qtbot.waitUntil(lambda: w.heat_done is not None and w.heat_done[1800:1832].all(), timeout=120000)
+        qtbot.waitUntil(lambda: w.player.heat_done is not None and w.player.heat_done[1800:1832].all(), timeout=120000)
         REPORT.setdefault("one hour (1 fps, 8 kHz PCM, mkv)", {})["gui"] = f"ok (first frame after {opened_s:.1f} s)"
     finally:
         w.shutdown()

@@ -1339,8 +1339,9 @@ class ClipLibrary(BoxStore):
                 "annotation_rows": int(conn.execute("SELECT COUNT(*) FROM annotations").fetchone()[0]),
                 "runs": int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]),
             }
-            hours = conn.execute("SELECT COALESCE(SUM(duration), 0) FROM clips").fetchone()[0]
-            out["hours"] = round(float(hours) / 3600.0, 3)
+            seconds = float(conn.execute("SELECT COALESCE(SUM(duration), 0) FROM clips").fetchone()[0])
+            out["hours"] = round(seconds / 3600.0, 3)
+            out["seconds"] = round(seconds, 3)
         out["stages"] = self.stage_summary()
         out.update(self.box_stats())
         return out

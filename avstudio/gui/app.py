@@ -106,11 +106,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     win.show()
     if args.verbose:
         print(f"audio: {win.output.status}", flush=True)
-        win.modelReady.connect(lambda: print(f"model: {win.bundle.name if win.bundle else win.model_error}",
+        win.modelReady.connect(lambda: print(f"model: {win.player.bundle.name if win.player.bundle else win.player.model_error}",
                                              flush=True))
-        win.analysisFinished.connect(lambda: print(f"analysis: done, k={win.k}", flush=True))
-        win.stemsReady.connect(lambda: print(f"stems: ready, {win.stems.shape[0]} x {win.stems.shape[1]} "
-                                             f"at {win.stems_sr} Hz", flush=True))
+        win.analysisFinished.connect(lambda: print(f"analysis: done, k={win.player.k}", flush=True))
+        win.stemsReady.connect(lambda: print(f"stems: ready, {win.player.stems.shape[0]} x {win.player.stems.shape[1]} "
+                                             f"at {win.player.stems_sr} Hz", flush=True))
         win.playbackStopped.connect(lambda t: print(f"playback: stopped at {t:.3f} s", flush=True))
 
     if args.benchmark_startup:
@@ -129,7 +129,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         win.statusBar().showMessage("The demo clip (resources/demo.mp4) is not installed: "
                                     "open a video with Ctrl+O or drop one here")
     if video is not None:
-        QTimer.singleShot(0, lambda: win.open_file(video) and args.play and args.solo is None and win.play())
+        QTimer.singleShot(0, lambda: win.open_file(video) and args.play and args.solo is None and win.viewer.play())
     if args.solo is not None:
         j = args.solo - 1
 
@@ -138,15 +138,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             if args.verbose:
                 print(f"solo: sound {j + 1}; heard: {', '.join(win.mixer.audible())}", flush=True)
             if args.play:
-                win.seek(win.video_start)
-                win.play()
+                win.viewer.seek(win.player.video_start)
+                win.viewer.play()
         win.stemsReady.connect(solo)
     if args.library:
         from .library_panel import open_library_from_args
 
         QTimer.singleShot(0, lambda: open_library_from_args(win, args.library))
     if args.quit_at_end:
-        win.playbackStopped.connect(lambda t: t >= win.video_start + win.duration - 1.0 / win.fps
+        win.playbackStopped.connect(lambda t: t >= win.player.video_start + win.player.duration - 1.0 / win.player.fps
                                     and QTimer.singleShot(0, win.close))
     if args.quit_after is not None:
         QTimer.singleShot(int(args.quit_after * 1000), win.close)

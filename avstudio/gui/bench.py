@@ -157,21 +157,21 @@ def run_gui_bench(video_path, model=None, scrubs: int = 60, render_frames: int =
         # a window in which the video shows at its own size
         win.resize(info.width + 420, info.height + 420)
         win.show()
-        pump(60, lambda: not win.model_loading)
-        analysing = win.bundle is not None and win.bundle.av is not None
+        pump(60, lambda: not win.player.model_loading)
+        analysing = win.player.bundle is not None and win.player.bundle.av is not None
         load = training_load(training_arch) if analysing and training_arch else None
         probe = LoopProbe()
         probe.start()
         if not win.open_file(str(video_path)):
             raise RuntimeError(win.last_error or "cannot open the video")
-        win._apply_display_size()
-        res["display_size"] = list(win.display_size or ())
-        n = win.frame_count
+        win.viewer._apply_display_size()
+        res["display_size"] = list(win.viewer.display_size or ())
+        n = win.player.frame_count
 
         # -- heatmaps: from the model, else synthetic
         if analysing:
             t0 = time.perf_counter()
-            pump(1800, lambda: win.analysis_state in ("done", "failed", "cancelled"))
+            pump(1800, lambda: win.player.analysis_state in ("done", "failed", "cancelled"))
             dt = time.perf_counter() - t0
             probe.stop()
             if load is not None:
@@ -182,21 +182,21 @@ def run_gui_bench(video_path, model=None, scrubs: int = 60, render_frames: int =
             res["loop_ticks"] = lat["ticks"]
             res["loop_under_training"] = load is not None
             res["heatmaps"] = "model"
-            res["analysis_state"] = win.analysis_state
+            res["analysis_state"] = win.player.analysis_state
             res["analysis_fps"] = n / dt if dt > 0 else None
-            res["k"] = win.k
+            res["k"] = win.player.k
         else:
             probe.stop()
-            win._stop_analysis()
-            win.k = 2
-            win.heat = _synthetic_heat(n)
-            win.heat_done = np.ones(n, bool)
-            win.activity = win.heat.reshape(n, 2, -1).max(-1).astype(np.float32)
+            win.analysis.stop()
+            win.player.k = 2
+            win.player.heat = _synthetic_heat(n)
+            win.player.heat_done = np.ones(n, bool)
+            win.player.activity = win.player.heat.reshape(n, 2, -1).max(-1).astype(np.float32)
             res["heatmaps"] = "synthetic"
             res["k"] = 2
-            res["model_note"] = win.model_error
+            res["model_note"] = win.player.model_error
         win.overlay_settings.visible = [True] * 8
-        win._overlay_lru.clear()
+        win.viewer._overlays.clear()
 
         # -- overlay composition alone
         from .render import make_overlay
@@ -204,7 +204,7 @@ def run_gui_bench(video_path, model=None, scrubs: int = 60, render_frames: int =
         times, cpus = [], []
         for i in range(min(n, 100)):
             t, c = time.perf_counter(), time.thread_time()
-            make_overlay(win.heat[i].astype(np.float32), win.overlay_settings)
+            make_overlay(win.player.heat[i].astype(np.float32), win.overlay_settings)
             times.append(time.perf_counter() - t)
             cpus.append(time.thread_time() - c)
         res["overlay_ms_p50"] = 1000 * _pct(times, 50)
@@ -212,13 +212,13 @@ def run_gui_bench(video_path, model=None, scrubs: int = 60, render_frames: int =
 
         # -- sequential decode in the frame server (fill the cache)
         m = min(n, render_frames)
-        win.frame_cache.clear()
-        fs = win.frame_server
+        win.viewer.frame_cache.clear()
+        fs = win.viewer.frame_server
         d0, c0, u0 = fs.decoded, fs.decode_seconds, fs.decode_cpu_seconds
         t = time.perf_counter()
         for i in range(m):
-            win.show_frame(i)
-            pump(5, lambda i=i: win.current_frame == i and not win.view.frame_is_proxy)
+            win.viewer.show_frame(i)
+            pump(5, lambda i=i: win.viewer.current_frame == i and not win.view.frame_is_proxy)
         wall = time.perf_counter() - t
         res["decode_fps"] = (fs.decoded - d0) / max(1e-9, fs.decode_seconds - c0) if fs.decoded > d0 else None
         res["decode_fps_cpu"] = ((fs.decoded - d0) / max(1e-9, fs.decode_cpu_seconds - u0)
@@ -226,15 +226,15 @@ def run_gui_bench(video_path, model=None, scrubs: int = 60, render_frames: int =
         res["sequential_display_fps"] = m / wall
 
         # -- render capacity: cached frames, overlays composed afresh, synchronous paints
-        imgs = [win.frame_cache.get(i) for i in range(m)]
+        imgs = [win.viewer.frame_cache.get(i) for i in range(m)]
         imgs = [(i, im) for i, im in enumerate(imgs) if im is not None]
-        win._overlay_lru.clear()
+        win.viewer._overlays.clear()
         win.overlay_settings.version += 1
 
         def paint_all() -> tuple[float, float]:
             t, c = time.perf_counter(), time.thread_time()
             for i, im in imgs:
-                win._display(i, im)
+                win.viewer._display(i, im)
                 win.view.repaint()
             return time.perf_counter() - t, time.thread_time() - c
 
@@ -244,12 +244,12 @@ def run_gui_bench(video_path, model=None, scrubs: int = 60, render_frames: int =
         res["render_frames"] = len(imgs)
         # overlays composed ahead (as the frame server does while playing): painting only
         for i, _im in imgs:
-            win._warm_overlay(i)
+            win.viewer._warm_overlay(i)
         dt, cpu = paint_all()
         res["render_fps_prepared"] = len(imgs) / dt if dt > 0 else None
         res["render_fps_prepared_cpu"] = len(imgs) / cpu if cpu > 0 else None
         win.overlay_settings.version += 1
-        win._overlay_lru.clear()
+        win.viewer._overlays.clear()
         # without overlays, for comparison
         win.overlay_settings.enabled = False
         win.overlay_settings.version += 1
@@ -261,23 +261,23 @@ def run_gui_bench(video_path, model=None, scrubs: int = 60, render_frames: int =
 
         # -- scrubbing to random frames: the exact frame painted with its overlay, first at
         #    proxy resolution when it is not decoded at full size yet, then at full size
-        pb = win.proxy_builder
+        pb = win.viewer.proxy_builder
         if pb is not None:
             pump(300, lambda: pb.isFinished())
             res["proxy_build_s"] = pb.seconds
-            res["proxy_frames"] = len(win.proxies)
-            res["proxy_mb"] = win.proxies.nbytes / 1e6
+            res["proxy_frames"] = len(win.viewer.proxies)
+            res["proxy_mb"] = win.viewer.proxies.nbytes / 1e6
         rng = np.random.default_rng(seed)
         targets = rng.integers(0, n, scrubs)
         first, full, hits = [], [], 0
         for i in targets:
             i = int(i)
-            if i == win.current_frame:
+            if i == win.viewer.current_frame:
                 continue
-            hit = i in win.frame_cache
+            hit = i in win.viewer.frame_cache
             hits += int(hit)
             t = time.perf_counter()
-            win.seek_frame(i)
+            win.viewer.seek_frame(i)
             if pump(5, lambda i=i: win.view.last_painted_index == i and bool(win.view.overlay)):
                 first.append(time.perf_counter() - t)
             if pump(5, lambda i=i: win.view.last_painted_index == i and not win.view.last_painted_proxy):
@@ -291,25 +291,25 @@ def run_gui_bench(video_path, model=None, scrubs: int = 60, render_frames: int =
         res["scrub_cache_hits"] = hits
 
         # -- playback on the clock
-        win.seek_frame(0)
-        pump(1.0, lambda: win.current_frame == 0)
+        win.viewer.seek_frame(0)
+        pump(1.0, lambda: win.viewer.current_frame == 0)
         shown = []
         win.view.painted.connect(lambda idx: shown.append((time.perf_counter(), idx)))
         t0 = time.perf_counter()
-        win.play()
-        pump(min(play_seconds, win.duration * 0.9))
-        clock_t = win.clock()
-        win.pause()
+        win.viewer.play()
+        pump(min(play_seconds, win.player.duration * 0.9))
+        clock_t = win.viewer.clock()
+        win.viewer.pause()
         wall = time.perf_counter() - t0
         frames_shown = len({idx for _, idx in shown})
-        due = int(min(n, round(wall * win.fps)))
+        due = int(min(n, round(wall * win.player.fps)))
         # how late was each frame painted relative to its due time on the clock
-        late = [max(0.0, (ts - t0) - idx / win.fps) for ts, idx in shown]
+        late = [max(0.0, (ts - t0) - idx / win.player.fps) for ts, idx in shown]
         res["playback"] = {"seconds": wall, "frames_shown": frames_shown, "frames_due": due,
                            "shown_fps": frames_shown / wall if wall else None,
                            "late_ms_p95": 1000 * _pct(late, 95) if late else None,
-                           "clock_vs_wall_ms": 1000 * (clock_t - (win.video_start + wall)),
-                           "frame_cache_hits": win.frame_cache.hits, "frame_cache_misses": win.frame_cache.misses}
+                           "clock_vs_wall_ms": 1000 * (clock_t - (win.player.video_start + wall)),
+                           "frame_cache_hits": win.viewer.frame_cache.hits, "frame_cache_misses": win.viewer.frame_cache.misses}
     finally:
         if load is not None and load.poll() is None:
             load.kill()

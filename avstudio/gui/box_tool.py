@@ -33,9 +33,9 @@ from PySide6.QtWidgets import (
 )
 
 from ..errors import AVStudioError
+from ..studio.overlay import cluster_colour
 from . import style
 from .jobs import Job
-from .overlay import cluster_colour
 from .render import BoxLayer
 
 BINARISATIONS = [("0.5", "at 0.5 of the normalised map (primary)"),
@@ -119,53 +119,18 @@ class BoxTool(QObject):
 
     # ================================================================ actions
     def _make_actions(self) -> None:
+        """The tool's actions are rows of the action table (owner "boxes"); here: the keys it
+        takes while active, and its button in the transport bar."""
         w = self.win
-        A = w._act
-        self.actions = [
-            A("box_tool", "&Box tool", self.set_active, ["B"],
-              "Draw boxes around what makes the sound (boxes are kept in the clip library)",
-              style.icon("box") if _has_icon("box") else None, checkable=True),
-            A("box_next_frame", "Next frame with boxes", self.next_frame, ["Alt+Right"],
-              "Jump to the next annotated frame"),
-            A("box_prev_frame", "Previous frame with boxes", self.prev_frame, ["Alt+Left"],
-              "Jump to the previous annotated frame"),
-            A("box_delete", "Delete the selected box", self.delete_selected, [],
-              "Delete the selected box (Delete, Backspace)"),
-            A("box_copy_nearby", "Copy the nearby boxes here", self.copy_nearby, [],
-              "Put the boxes of the nearest annotated frame on this frame (C)"),
-            A("box_label", "Label the selected box…", self.label_selected, [],
-              "Give the selected box a label (F2, or double-click it)"),
-            A("box_cancel", "Cancel the box gesture / deselect", self.cancel, [],
-              "Drop the box being drawn, or the selection (Esc)"),
-        ]
-        self.source_actions = []
-        for n in range(1, 10):
-            self.source_actions.append(A(f"box_source_{n}", f"Tie the box to sound {n}",
-                                         lambda n=n: self.tie_source(n), [],
-                                         f"Tie the selected box to sound {n} (again: untie) ({n})"))
         self._tool_keys = {"box_delete": ["Delete", "Backspace"], "box_copy_nearby": ["C"], "box_label": ["F2"],
                            "box_cancel": ["Esc"], **{f"box_source_{n}": [str(n)] for n in range(1, 10)}}
-        from PySide6.QtWidgets import QMenu
-
-        from .library_panel import _add_group, _insert_menu_before
-
-        _add_group(w, "Boxes", self.actions + self.source_actions, after="Library")
-        menu = QMenu("&Boxes", w)
-        _insert_menu_before(w, menu, "Help")
-        for a in self.actions:
-            menu.addAction(a)
-            if a.objectName() in ("box_prev_frame", "box_cancel"):
-                menu.addSeparator()
-        sub = menu.addMenu("Tie the selected box to sound")
-        for a in self.source_actions:
-            sub.addAction(a)
-        self.menu = menu
+        tool = w.action("box_tool")
         # the tool's button, in the transport bar beside the playback buttons
         b = QToolButton()
-        b.setDefaultAction(self.actions[0])
+        b.setDefaultAction(tool)
         b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         b.setAutoRaise(True)
-        b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly if not self.actions[0].icon().isNull()
+        b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly if not tool.icon().isNull()
                              else Qt.ToolButtonStyle.ToolButtonTextOnly)
         b.setObjectName("boxToolButton")
         self.button = b
@@ -174,7 +139,7 @@ class BoxTool(QObject):
         self._update_enabled()
 
     def action(self, name: str) -> QAction:
-        return self.win.actions_by_name[name]
+        return self.win.action(name)
 
     def _claim_keys(self, on: bool) -> None:
         """Give the tool its keys (1–9, Esc, Delete, Backspace, C, F2), taking them from any other
@@ -204,7 +169,7 @@ class BoxTool(QObject):
             self._taken.clear()
 
     def _update_enabled(self) -> None:
-        has_clip = bool(self.win.path)
+        has_clip = bool(self.win.player.path)
         ed = self.editor
         self.action("box_tool").setEnabled(has_clip)
         annotated = ed is not None and bool(ed.frames)
@@ -213,8 +178,8 @@ class BoxTool(QObject):
         on = self.active and ed is not None
         for name in ("box_delete", "box_label", "box_cancel", "box_copy_nearby"):
             self.action(name).setEnabled(on)
-        for a in self.source_actions:
-            a.setEnabled(on)
+        for n in range(1, 10):
+            self.action(f"box_source_{n}").setEnabled(on)
 
     # ================================================================ the library and the clip
     @property
@@ -225,19 +190,19 @@ class BoxTool(QObject):
     @property
     def who(self) -> Optional[str]:
         lp = getattr(self.win, "library_panel", None)
-        return None if lp is None else lp.who
+        return None if lp is None else lp.annotator.who
 
     def _make_editor(self) -> None:
         from ..data.box_editor import BoxEditor
 
         self.editor = None
-        lib, path = self.lib, self.win.path
+        lib, path = self.lib, self.win.player.path
         if lib is not None and path:
             row = lib.find(path)
             if row is not None:
-                self.editor = BoxEditor(lib, row.id, self.win.fps, self.win.frame_count, self.win.video_start,
+                self.editor = BoxEditor(lib, row.id, self.win.player.fps, self.win.player.frame_count, self.win.player.video_start,
                                         who=self.who)
-                self.editor.set_frame(max(0, self.win.current_frame))
+                self.editor.set_frame(max(0, self.win.viewer.current_frame))
         self._reset_scores()
         self._refresh_all()
 
@@ -260,7 +225,7 @@ class BoxTool(QObject):
         """The clip in the player must be in an open library (boxes are stored there): offer to
         create or open one, and add the clip to it (asking nothing more)."""
         win = self.win
-        if not win.path:
+        if not win.player.path:
             win.statusBar().showMessage("Open a clip first", 4000)
             return False
         lp = getattr(win, "library_panel", None)
@@ -280,9 +245,9 @@ class BoxTool(QObject):
                 lp.open_library_dialog()
             if lp.lib is None:
                 return False
-        if lp.lib.find(win.path) is None:
+        if lp.lib.find(win.player.path) is None:
             try:
-                rep = lp.lib.import_files([win.path])
+                rep = lp.lib.import_files([win.player.path])
             except AVStudioError as exc:
                 win.error(str(exc), "Cannot add the clip to the library")
                 return False
@@ -290,8 +255,8 @@ class BoxTool(QObject):
                 win.error(f"{rep.failed[0][0]}: {rep.failed[0][1]}", "Cannot add the clip to the library")
                 return False
             lp.refresh()
-            lp._on_clip_opened(win.path)
-            win.statusBar().showMessage(f"Added {Path(win.path).name} to the library {Path(lp.lib.path).name}", 5000)
+            lp._on_clip_opened(win.player.path)
+            win.statusBar().showMessage(f"Added {Path(win.player.path).name} to the library {Path(lp.lib.path).name}", 5000)
         if self.editor is None or self.editor.lib is not lp.lib:
             self._make_editor()
         return self.editor is not None
@@ -301,8 +266,8 @@ class BoxTool(QObject):
         on = bool(on)
         if on and not self._ensure_library_clip():
             on = False
-        if on and self.win.playing:
-            self.win.pause()
+        if on and self.win.player.playing:
+            self.win.viewer.pause()
         self.active = on
         a = self.action("box_tool")
         a.blockSignals(True)
@@ -332,9 +297,9 @@ class BoxTool(QObject):
     def _on_press(self, x: float, y: float) -> None:
         if not self.active or self.editor is None:
             return
-        if self.win.playing:
-            self.win.pause()
-        self.editor.set_frame(max(0, self.win.current_frame))
+        if self.win.player.playing:
+            self.win.viewer.pause()
+        self.editor.set_frame(max(0, self.win.viewer.current_frame))
         self.editor.press(x, y, self.win.view.pixel_tolerance())
         self._refresh_layer()
         self._update_panel()
@@ -368,7 +333,7 @@ class BoxTool(QObject):
         if edit is not None:
             lp = getattr(self.win, "library_panel", None)
             if lp is not None:
-                lp.undo_stack.push(BoxCommand(self, edit))
+                lp.annotator.undo_stack.push(BoxCommand(self, edit))
             self._on_boxes_changed(edit.frame)
         self._refresh_layer()
         self._update_panel()
@@ -397,7 +362,7 @@ class BoxTool(QObject):
         ed = self.editor
         if not self.active or ed is None:
             return
-        ed.set_frame(max(0, self.win.current_frame))
+        ed.set_frame(max(0, self.win.viewer.current_frame))
         near = ed.nearby(window_s=2.0)
         if near is None or near.frame == ed.frame:
             self.win.statusBar().showMessage("No annotated frame within 2 s to copy boxes from", 4000)
@@ -425,18 +390,18 @@ class BoxTool(QObject):
             self._update_panel()
 
     def next_frame(self) -> None:
-        self._jump(self.editor.next_frame(max(0, self.win.current_frame)) if self.editor else None)
+        self._jump(self.editor.next_frame(max(0, self.win.viewer.current_frame)) if self.editor else None)
 
     def prev_frame(self) -> None:
-        self._jump(self.editor.prev_frame(max(0, self.win.current_frame)) if self.editor else None)
+        self._jump(self.editor.prev_frame(max(0, self.win.viewer.current_frame)) if self.editor else None)
 
     def _jump(self, frame: Optional[int]) -> None:
         if frame is None:
             self.win.statusBar().showMessage("No more annotated frames that way", 3000)
             return
-        if self.win.playing:
-            self.win.pause()
-        self.win.seek_frame(frame)
+        if self.win.player.playing:
+            self.win.viewer.pause()
+        self.win.viewer.seek_frame(frame)
 
     def restore(self, clip_id: int, frame: int, revision_id: Optional[int]) -> None:
         """Undo/redo of a box edit (any clip of the library; the open one is shown again)."""
@@ -447,8 +412,8 @@ class BoxTool(QObject):
             if self.editor is not None and self.editor.clip_id == clip_id:
                 self.editor.restore(frame, revision_id)
                 self._on_boxes_changed(frame)
-                if self.win.current_frame != frame:
-                    self.win.seek_frame(frame)
+                if self.win.viewer.current_frame != frame:
+                    self.win.viewer.seek_frame(frame)
             else:
                 lib.restore_boxes(clip_id, frame, revision_id, who=self.who)
                 self.win.statusBar().showMessage(f"Boxes of frame {frame} of {Path(lib.get(clip_id).path).name} "
@@ -476,14 +441,14 @@ class BoxTool(QObject):
 
     def _refresh_marks(self) -> None:
         ed = self.editor
-        t0 = self.win.video_start
+        t0 = self.win.player.video_start
         self.win.timeline.set_box_marks([] if ed is None else [ed.time_of(f) - t0 for f in ed.annotated_frames()])
 
     def _layer(self) -> Optional[BoxLayer]:
         ed = self.editor
         if ed is None:
             return None
-        cur = max(0, self.win.current_frame)
+        cur = max(0, self.win.viewer.current_frame)
         if not ed.dragging:
             ed.set_frame(cur)
         boxes = ed.boxes()
@@ -502,14 +467,14 @@ class BoxTool(QObject):
 
     # ================================================================ scores
     def _model_key(self) -> Optional[tuple]:
-        b = self.win.bundle
-        if b is None or self.win.path is None:
+        b = self.win.player.bundle
+        if b is None or self.win.player.path is None:
             return None
         try:
             mid = b.model_id
         except OSError:
             mid = getattr(b, "name", "")
-        return (self.win.path, mid)
+        return (self.win.player.path, mid)
 
     def _reset_scores(self) -> None:
         if self._job is not None:
@@ -565,7 +530,7 @@ class BoxTool(QObject):
         if self._job is not None:
             self._pending = True
             return
-        job = Job("box-scores", score_frames_fn, self.win.bundle, self.win.path, todo, self._audio, nice=5)
+        job = Job("box-scores", score_frames_fn, self.win.player.bundle, self.win.player.path, todo, self._audio, nice=5)
         job.done.connect(self._on_scores)
         job.failed.connect(self._on_scores_failed)
         self._job = job
@@ -597,7 +562,7 @@ class BoxTool(QObject):
         return self._job is not None
 
     def frame_scores(self, frame: Optional[int] = None) -> Optional[dict]:
-        f = max(0, self.win.current_frame) if frame is None else frame
+        f = max(0, self.win.viewer.current_frame) if frame is None else frame
         return self.scores.get(f)
 
     def running_summary(self) -> Optional[dict]:
@@ -630,7 +595,7 @@ class BoxTool(QObject):
             return self._region_cache[1]
         from ..analysis import metrics as M
         from ..data.boxes import GT_SIZE
-        from .overlay import contour_segments
+        from ..studio.overlay import contour_segments
 
         m = M.normalise(M.resize_map(maps["model"], GT_SIZE))
         # the binarised mask's border, traced on the 0/1 mask at 0.5 (between pixels)
@@ -651,10 +616,6 @@ class BoxTool(QObject):
             self._job.wait(20)
         QCoreApplication.processEvents()
         return self._job is None
-
-
-def _has_icon(name: str) -> bool:
-    return style.resource("icons", f"{name}.svg").exists()
 
 
 def _box_colour(b) -> tuple[int, int, int]:
@@ -736,8 +697,8 @@ class BoxPanel(QWidget):
         self.toggle.setChecked(tool.active)
         self.toggle.setText("Box tool: on (B)" if tool.active else "Box tool: off (B)")
         self.toggle.blockSignals(False)
-        self.toggle.setEnabled(bool(win.path))
-        if not win.path:
+        self.toggle.setEnabled(bool(win.player.path))
+        if not win.player.path:
             self.hint.setText("Open a clip, then press B (or the Box tool button) and drag on the video around "
                               "what makes the sound.")
         elif tool.editor is None:
@@ -759,12 +720,12 @@ class BoxPanel(QWidget):
             self.frame_scores.setText("")
             self.clip_scores.setText("")
             return
-        frame = max(0, win.current_frame)
+        frame = max(0, win.viewer.current_frame)
         how = tool.how
         boxes = ed.boxes() if ed.dragging else ed.boxes(frame)
-        self.frame_title.setText(f"<b>Frame {frame + 1}</b> of {max(win.frame_count, frame + 1)} "
+        self.frame_title.setText(f"<b>Frame {frame + 1}</b> of {max(win.player.frame_count, frame + 1)} "
                                  f"({ed.time_of(frame):.3f} s): {len(boxes)} box{'es' if len(boxes) != 1 else ''}")
-        model = win.bundle
+        model = win.player.bundle
         mname = getattr(model, "name", "") if model is not None else ""
         sc = tool.frame_scores(frame)
         if not boxes:
@@ -832,10 +793,5 @@ def install_box_tool(win) -> BoxTool:
         win.tabifyDockWidget(panel_dock, dock)
         panel_dock.raise_()
     tool.dock = dock
-    from .library_panel import _menu
-
-    view = _menu(win, "View")
-    if view is not None:
-        view.addAction(dock.toggleViewAction())
     tool.panel.update_all()
     return tool

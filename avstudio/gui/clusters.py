@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..studio.overlay import THRESHOLD_MODES, OverlaySettings, cluster_colour
 from . import style
-from .overlay import THRESHOLD_MODES, OverlaySettings, cluster_colour
 
 
 def _no_focus(w: QWidget) -> QWidget:

@@ -49,9 +49,10 @@ from PySide6.QtWidgets import (
 
 from ..assets import default_model_dir
 from ..errors import AVStudioError
+from ..studio.overlay import cluster_colour
+from ..studio.runs import EventView, RunMonitor, checkpoint_text, end_text, loss_summary, run_stage_rows
 from ..train import job as J
 from . import style
-from .overlay import cluster_colour
 from .timeline import pg
 
 POLL_MS = 200
@@ -94,25 +95,6 @@ def ask_close_while_training(parent, run_name: str) -> str:
     return "keep" if clicked is keep else "stop" if clicked is stop else "cancel"
 
 
-def fmt_duration(s: float) -> str:
-    s = max(0, int(round(s)))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
-
-
-def loss_summary(metrics: dict, arrow: str = " → ") -> str:
-    """"C1 1.50 → 1.42 · C2 1.65 → 1.40": each stage's first and last epoch loss."""
-    parts = []
-    for stage, losses in (metrics.get("loss_by_stage") or {}).items():
-        vals = [v for v in losses if v is not None]
-        if vals:
-            parts.append(f"{stage} {vals[0]:.3f}{arrow}{vals[-1]:.3f}" if len(vals) > 1 else f"{stage} {vals[0]:.3f}")
-    return " · ".join(parts)
-
-
 def _no_focus(w: QWidget) -> QWidget:
     w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     return w
@@ -151,25 +133,18 @@ class FinetunePanel(QWidget):
         self.run_lib = None  # the active run's own connection to its library
         self.spec: Optional[J.FinetuneSpec] = None
         self.counts: dict[int, int] = {}
-        self.plan: dict[str, int] = {}
+        self.monitor = RunMonitor(None)  # the run watched (progress, ETA, curves)
         self.tail: Optional[J.ProgressTail] = None
         self.cancelling = False
         self.pause_restart = False  # paused by stopping the process (no SIGSTOP here)
-        self.last_event = None
         self.last_status = ""
         self._hist_size = -1
-        self._t_first: Optional[float] = None
-        self._g_first = 0.0
-        self._paused_at: Optional[float] = None
-        self._paused_total = 0.0
         self._run_dir_auto = True
         self._devices_probed = False
         self._stage_boxes: dict[int, QCheckBox] = {}
         self._all_counts: dict[int, int] = {}
         self._clips_dirty = True
-        self.series: dict[str, dict[str, list]] = {}
-        self.items: dict[str, tuple] = {}
-        self._layout: dict[str, tuple[float, float]] = {}
+        self.items: dict[str, tuple] = {}  # stage -> its plot items
 
         outer = QHBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
@@ -340,10 +315,10 @@ class FinetunePanel(QWidget):
         self.resume_btn = _no_focus(QPushButton("Resume"))
         self.resume_btn.setIcon(style.icon("resume"))
         self.resume_btn.setToolTip("Continue a stopped, crashed or cancelled run from its last checkpoint")
-        self.resume_btn.clicked.connect(lambda: self.resume(self.selected_run_id()))
+        self.resume_btn.clicked.connect(self._resume_selected)
         self.use_btn = _no_focus(QPushButton("Use this model"))
         self.use_btn.setToolTip("Load the run's model for analysis in the player")
-        self.use_btn.clicked.connect(lambda: self.use_model(self.selected_run_id()))
+        self.use_btn.clicked.connect(self._use_selected)
         row.addWidget(self.resume_btn)
         row.addWidget(self.use_btn)
         row.addStretch(1)
@@ -371,6 +346,21 @@ class FinetunePanel(QWidget):
     @property
     def lib(self):
         return self.library_panel.lib
+
+    @property
+    def series(self) -> dict[str, dict[str, list]]:
+        """Each stage's curve points (see :class:`avstudio.studio.runs.RunMonitor`)."""
+        return self.monitor.series
+
+    @property
+    def last_event(self):
+        return self.monitor.last_event
+
+    def _resume_selected(self) -> None:
+        self.resume(self.selected_run_id())
+
+    def _use_selected(self) -> None:
+        self.use_model(self.selected_run_id())
 
     def _on_library_changed(self) -> None:
         self.refresh_clips()
@@ -577,16 +567,11 @@ class FinetunePanel(QWidget):
     def _begin(self, run_lib, run_id: int, spec: J.FinetuneSpec, counts: dict[int, int],
                proc: J.TrainProcess) -> None:
         self.proc, self.run_lib, self.run_id, self.spec, self.counts = proc, run_lib, run_id, spec, counts
-        self.plan = J.plan_steps(counts, spec)
         self.tail = J.ProgressTail(proc.progress_path, from_end=True)
         self.cancelling = False
         self.pause_restart = False
-        self._t_first = None
-        self._paused_at = None
-        self._paused_total = 0.0
         self._hist_size = -1
-        self.last_event = None
-        self._reset_curves(spec)
+        self._reset_curves(RunMonitor(spec, counts))
         self._load_history_points(Path(spec.run_dir))
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
@@ -607,12 +592,10 @@ class FinetunePanel(QWidget):
             return
         if self.proc.paused:
             self.proc.resume()
-            if self._paused_at is not None:
-                self._paused_total += time.monotonic() - self._paused_at
-                self._paused_at = None
+            self.monitor.resumed()
             self.status.setText("Training")
         elif self.proc.pause():
-            self._paused_at = time.monotonic()
+            self.monitor.paused()
             self.status.setText("Paused: the process is frozen (Continue goes on where it stopped)")
             self.progress.setFormat("paused · " + self.progress.format())
         else:  # no SIGSTOP: stop now, resume from the last checkpoint later
@@ -657,53 +640,17 @@ class FinetunePanel(QWidget):
             self._end(status, rc=rc)
 
     def _on_event(self, ev) -> None:
-        self.last_event = ev
-        task = ev.task
-        if task.startswith("decode"):
-            what = task.split(":", 1)[1] if ":" in task else "clips"
-            self.progress.setFormat(f"decoding the clips of {what}: {int(ev.done)}/{int(ev.total or 0)}")
-            return
-        if task == "grading":
-            self.progress.setFormat(f"grading clips {int(ev.done)}/{int(ev.total or 0)}")
-            return
-        if not task.startswith("train:"):
-            if ev.message:
-                self.status.setText(ev.message)
-            return
-        stage = task.split(":", 1)[1]
-        if ev.total:
-            self.plan[task] = int(ev.total)
-        order = [f"train:C{s}" for s in self.spec.stages] + (["train:counter"] if "train:counter" in self.plan else [])
-        if task not in order:
-            order.append(task)
-            self.plan.setdefault(task, int(ev.total or 1))
-        g = sum(self.plan.get(t, 0) for t in order[:order.index(task)]) + float(ev.done)
-        total = max(1.0, float(sum(self.plan.get(t, 0) for t in order)))
-        frac = min(1.0, g / total)
-        now = time.monotonic()
-        if self._t_first is None:
-            self._t_first, self._g_first = now, g
-        active = now - self._t_first - self._paused_total
-        eta = ""
-        if g > self._g_first and active > 1.0:
-            rate = (g - self._g_first) / active
-            eta = f" · ETA {fmt_duration((total - g) / rate)}"
-        epoch = ev.message or ""
-        self.progress.setValue(int(round(1000 * frac)))
-        self.progress.setFormat(f"{stage} · {epoch} · {100 * frac:.0f}%{eta}")
-        self.eta_text = eta
-        # the curves
-        off, E = self._layout.get(stage, (0.0, 1.0))
-        x = off + E * (float(ev.done) / float(ev.total or 1))
-        s = self._series(stage)
-        loss, acc = ev.metrics.get("loss"), ev.metrics.get("acc")
-        if loss is not None and acc is not None:
-            s["x"].append(x)
-            s["loss"].append(float(loss))
-            s["acc"].append(float(acc))
+        view: EventView = self.monitor.on_event(ev)
+        if view.progress_text is not None:
+            self.progress.setFormat(view.progress_text)
+        if view.fraction is not None:
+            self.progress.setValue(int(round(1000 * view.fraction)))
+        if view.status:
+            self.status.setText(view.status)
+        if view.stage is not None:
             # redrawn once per poll, however many events came in (each redraw repaints both
             # plots: 20-40 ms of the GUI thread on a busy CPU)
-            self._dirty_stages.add(stage)
+            self._dirty_stages.add(view.stage)
 
     def _redraw_dirty(self) -> None:
         for stage in sorted(self._dirty_stages):
@@ -729,15 +676,8 @@ class FinetunePanel(QWidget):
             run = None
         hist = self._load_history_points(self.proc.run_dir)
         if hist:
-            e = hist[-1]
             ck = self.proc.run_dir / "checkpoint.safetensors"
-            when = time.strftime("%H:%M:%S", time.localtime(ck.stat().st_mtime)) if ck.exists() else "?"
-            stage = e.get("stage")
-            loss, acc = e.get("loss"), e.get("acc")
-            self.ckpt_label.setText(
-                f"Checkpoint after {stage} epoch {int(e.get('epoch', 0)) + 1} ({when}): "
-                f"loss {loss if loss is None else f'{loss:.4f}'}, acc {acc if acc is None else f'{acc:.3f}'}"
-                f" — {ck.parent.name}/{ck.name}")
+            self.ckpt_label.setText(checkpoint_text(hist[-1], ck))
             self.ckpt_label.setToolTip(str(ck))
         if run is not None:
             self._update_run_item(run)
@@ -762,18 +702,9 @@ class FinetunePanel(QWidget):
         if not quiet:
             if final == "finished":
                 self.progress.setValue(1000)
-                self.progress.setFormat("finished")
-                self.status.setText(f"Finished: {Path(run.model_path).parent.name}/model.safetensors. Loss per "
-                                    f"stage, first → last epoch: {loss_summary(run.metrics)}. "
-                                    "“Use this model” loads it for analysis.")
-            elif final == "cancelled":
-                self.progress.setFormat("cancelled")
-                self.status.setText("Cancelled: the last finished epoch's checkpoint is kept (Resume continues "
-                                    "from it)")
-            else:
-                self.progress.setFormat("failed")
-                self.status.setText(f"Failed: {err or 'the training process ended early'} (Resume continues from "
-                                    "the last checkpoint)")
+            self.progress.setFormat(final if final in ("finished", "cancelled") else "failed")
+            self.status.setText(end_text(final, run.model_path if run is not None else None,
+                                         run.metrics if run is not None else {}, err))
         self.last_status = final
         self.refresh_runs(select=run_id)
         self._update_buttons()
@@ -781,72 +712,44 @@ class FinetunePanel(QWidget):
             self.runEnded.emit(int(run_id), final)
 
     # ======================================================================== curves
-    def _stage_layout(self, spec: J.FinetuneSpec) -> dict[str, tuple[float, float]]:
-        out, off = {}, 0.0
-        for i, s in enumerate(spec.stages):
-            e = spec.epochs[min(i, len(spec.epochs) - 1)] if isinstance(spec.epochs, (list, tuple)) else spec.epochs
-            out[f"C{s}"] = (off, float(e))
-            off += float(e)
-        out["counter"] = (off, float(max(1, spec.counter_epochs)))
-        out["mixed"] = (0.0, float(off or 1))
-        return out
-
-    def _reset_curves(self, spec: Optional[J.FinetuneSpec]) -> None:
+    def _reset_curves(self, monitor: RunMonitor) -> None:
         self.loss_plot.clear()
         self.acc_plot.clear()
         for p in (self.loss_plot, self.acc_plot):
             if p.plotItem.legend is not None:
                 p.plotItem.legend.clear()
-        self.series = {}
+        self.monitor = monitor
         self.items = {}
-        self._layout = self._stage_layout(spec) if spec is not None else {}
 
     def _colour(self, stage: str) -> tuple[int, int, int]:
-        if stage == "counter":
-            return COUNTER_COLOUR
-        order = [f"C{s}" for s in (self.spec.stages if self.spec else [])]
-        j = order.index(stage) if stage in order else len(order)
-        return cluster_colour(j)
+        j = self.monitor.stage_index(stage)
+        return COUNTER_COLOUR if j < 0 else cluster_colour(j)
 
-    def _series(self, stage: str) -> dict[str, list]:
-        s = self.series.get(stage)
-        if s is None:
-            s = {"x": [], "loss": [], "acc": [], "ex": [], "eloss": [], "eacc": []}
-            self.series[stage] = s
+    def _items(self, stage: str) -> tuple:
+        """The stage's plot items: faint, the running mean of the epoch in progress; solid with
+        dots, the finished epochs."""
+        if stage not in self.items:
             c = self._colour(stage)
             items = []
             for p in (self.loss_plot, self.acc_plot):
-                # faint: the running mean of the epoch in progress; solid with dots: finished epochs
                 live = p.plot([], [], pen=pg.mkPen((*c, 120), width=1))
                 pts = p.plot([], [], pen=pg.mkPen(c, width=2), symbol="o", symbolSize=7,
                              symbolBrush=pg.mkBrush(*c), symbolPen=pg.mkPen("#0d0f12"),
                              name=stage if p is self.loss_plot else None)
                 items.append((live, pts))
             self.items[stage] = tuple(items)
-        return s
+        return self.items[stage]
 
     def _redraw(self, stage: str) -> None:
         s = self.series[stage]
-        (ll, lp), (al, ap) = self.items[stage]
+        (ll, lp), (al, ap) = self._items(stage)
         ll.setData(s["x"], s["loss"])
         al.setData(s["x"], s["acc"])
         lp.setData(s["ex"], s["eloss"])
         ap.setData(s["ex"], s["eacc"])
 
     def _load_history_points(self, run_dir: Path) -> list[dict]:
-        hist = J.read_history(run_dir)
-        for s in self.series.values():
-            s["ex"], s["eloss"], s["eacc"] = [], [], []
-        for e in hist:
-            stage = str(e.get("stage"))
-            off, _E = self._layout.get(stage, (0.0, 1.0))
-            s = self._series(stage)
-            if e.get("loss") is None or e.get("acc") is None:
-                continue
-            x = off + int(e.get("epoch", 0)) + 1
-            s["ex"].append(x)
-            s["eloss"].append(float(e["loss"]))
-            s["eacc"].append(float(e["acc"]))
+        hist = self.monitor.load_history(run_dir)
         for stage in self.series:
             self._redraw(stage)
         return hist
@@ -861,7 +764,7 @@ class FinetunePanel(QWidget):
             return
         spec = J.FinetuneSpec.from_dict(run.config) if run.config.get("run_dir") else None
         self.spec = spec
-        self._reset_curves(spec)
+        self._reset_curves(RunMonitor(spec))
         if spec is not None:
             self._load_history_points(Path(run.config["run_dir"]))
 
@@ -914,15 +817,7 @@ class FinetunePanel(QWidget):
         if colour:
             it.setForeground(1, QBrush(QColor(colour)))
         it.takeChildren()
-        rows = []
-        for stage, losses in (m.get("loss_by_stage") or {}).items():
-            vals = [v for v in losses if v is not None]
-            if vals:
-                rows.append((stage, len(losses), f"loss {vals[0]:.3f} → {vals[-1]:.3f}" if len(vals) > 1
-                             else f"loss {vals[0]:.3f}"))
-        if m.get("counter_loss") is not None:
-            rows.append(("counter", None, f"loss {m['counter_loss']:.3f}, acc {m.get('counter_acc') or 0:.2f}"))
-        for stage, ne, text in rows:
+        for stage, ne, text in run_stage_rows(m):
             ch = QTreeWidgetItem([stage, "" if ne is None else f"{ne} epoch{'s' if ne != 1 else ''}", text])
             ch.setData(0, Qt.ItemDataRole.UserRole, run.id)
             for c in range(3):
@@ -1036,12 +931,7 @@ class FinetunePanel(QWidget):
             self.win.error(f"Run {run.name} has no final model yet", "No model")
             return None
         win = self.win
-        if hasattr(win, "_stop_analysis"):
-            win._stop_analysis()
-        if hasattr(win, "_forget_results"):
-            win._forget_results()
-        win.bundle = None
-        win.load_model(run.model_path)
+        win.use_model(run.model_path)
         win.statusBar().showMessage(f"Loading the model of run {run.name}…", 5000)
         self.modelChosen.emit(run.model_path)
         return run.model_path

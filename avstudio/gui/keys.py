@@ -1,10 +1,26 @@
-"""Help > Keyboard: every shortcut of the window, generated from its QActions."""
+"""The window's actions from the action table (avstudio/studio/actions.py): QActions, menus,
+and Help > Keyboard, every shortcut of the window, generated from them."""
 
 from __future__ import annotations
 
+import functools
+from typing import Optional
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHeaderView, QTableWidget, QTableWidgetItem, QVBoxLayout
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QMenu,
+    QStyle,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from ..studio.actions import MENUS, Action
+from . import style
 
 
 def make_action(window, name: str, text: str, slot, keys=(), tip: str = "", icon=None,
@@ -22,12 +38,69 @@ def make_action(window, name: str, text: str, slot, keys=(), tip: str = "", icon
     if icon is not None:
         a.setIcon(icon)
     a.setCheckable(checkable)
-    if checkable:
-        a.toggled.connect(slot)
-    else:
-        a.triggered.connect(lambda _checked=False: slot())
+    if slot is not None:
+        if checkable:
+            a.toggled.connect(slot)
+        else:
+            a.triggered.connect(lambda _checked=False: slot())
     window.addAction(a)
     return a
+
+
+def _icon(window, name: Optional[str]):
+    if name is None:
+        return None
+    if name.startswith("std:"):
+        return window.style().standardIcon(getattr(QStyle.StandardPixmap, name[4:]))
+    return style.icon(name)
+
+
+def build_actions(window, specs: list[Action]) -> dict[str, QAction]:
+    """A QAction for each row of the action table (avstudio/studio/actions.py), not yet
+    connected (their owners may not exist yet: :func:`connect_actions`)."""
+    out = {}
+    for s in specs:
+        a = make_action(window, s.name, s.text, None, s.keys, s.tip, _icon(window, s.icon), s.checkable)
+        if s.checkable and s.checked:
+            a.setChecked(True)
+        out[s.name] = a
+    return out
+
+
+def connect_actions(actions: dict[str, QAction], specs: list[Action], owners: dict[str, object]) -> None:
+    """Connect each action to its row's method (``owner.slot(*args)``; a checkable one gets its
+    new state). A bound method of a QObject, or a functools.partial of one."""
+    for s in specs:
+        fn = getattr(owners[s.owner], s.slot)
+        if s.args:
+            fn = functools.partial(fn, *s.args)
+        a = actions[s.name]
+        if s.checkable:
+            a.toggled.connect(fn)
+        else:
+            a.triggered.connect(lambda _checked=False, fn=fn: fn())
+
+
+def build_menus(window, actions: dict[str, QAction], recent: QMenu) -> dict[str, QMenu]:
+    """The menu bar from the action table; ``recent`` goes where a row says "recent"."""
+    menus = {}
+    for m in MENUS:
+        menu = window.menuBar().addMenu("&" + m.title)
+        subs: dict[str, QMenu] = {}
+        for s in m.actions:
+            if s.submenu:
+                if s.submenu not in subs:
+                    subs[s.submenu] = menu.addMenu(s.submenu)
+                subs[s.submenu].addAction(actions[s.name])
+                continue
+            menu.addAction(actions[s.name])
+            if s.after == "recent":
+                menu.addMenu(recent)
+                menu.addSeparator()
+            elif s.after == "separator":
+                menu.addSeparator()
+        menus[m.title] = menu
+    return menus
 
 
 def shortcut_rows(window, only: set[str] | None = None) -> list[tuple[str, str, str]]:

@@ -15,7 +15,7 @@ import numpy as np
 from PySide6.QtCore import QLineF, QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen
 
-from .overlay import OverlaySettings, cluster_colour, cluster_maps, compose_overlay, contour_segments
+from ..studio.overlay import OverlaySettings, cluster_colour, cluster_maps, compose_overlay, contour_segments
 
 #: outlines of very noisy maps are not drawn (they would hide the frame and cost time)
 MAX_OUTLINE_SEGMENTS = 600
@@ -97,6 +97,38 @@ class OverlayCache:
 
     def __len__(self) -> int:
         return len(self._d)
+
+    def overlay(self, heat_of, settings: OverlaySettings, index: int) -> tuple[Optional[Overlay], str]:
+        """Frame ``index``'s overlay (composed now unless it is here) and the badge shown instead
+        when there is none; ``heat_of(index) -> (heat [k, h, w] or None, badge)``."""
+        heat, badge = heat_of(index)
+        if heat is None:
+            return None, badge
+        if not settings.enabled:
+            return None, ""
+        key = (index, settings.version)
+        got = self.get(key)
+        if got is None:
+            got = make_overlay(heat.astype(np.float32), settings) or False
+            self.put(key, got)
+        return (got if got is not False else None), ""
+
+    def warm(self, heat_of, settings: OverlaySettings, index: int, size: Optional[tuple[int, int]]) -> None:
+        """Compose frame ``index``'s overlay ahead of time, scaled to ``size`` (any thread: the
+        frame server calls it after decoding a frame)."""
+        key = (index, settings.version)
+        if not settings.enabled or key in self:
+            return
+        try:
+            heat, _badge = heat_of(index)
+            if heat is None:
+                return
+            ov = make_overlay(heat.astype(np.float32), settings)
+            if ov and size is not None:
+                ov.prepare(size)
+            self.put(key, ov or False)
+        except Exception:  # the clip or the settings changed under us: composed again when shown
+            pass
 
 
 def make_overlay(heat: Optional[np.ndarray], settings: OverlaySettings) -> Optional[Overlay]:

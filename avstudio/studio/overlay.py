@@ -58,6 +58,37 @@ class OverlaySettings:
         return (self.enabled, round(self.opacity, 3), self.threshold_mode, round(self.threshold, 3),
                 self.normalize, self.contour, self.upsample, tuple(self.visible))
 
+    def toggle_cluster(self, j: int) -> None:
+        """Show or hide cluster ``j``'s heatmap."""
+        while len(self.visible) <= j:
+            self.visible.append(True)
+        self.visible[j] = not self.visible[j]
+
+    def next_threshold_mode(self) -> str:
+        """Cycle fixed -> Otsu -> mean + std; returns the new mode."""
+        modes = list(THRESHOLD_MODES)
+        self.threshold_mode = modes[(modes.index(self.threshold_mode) + 1) % len(modes)]
+        return self.threshold_mode
+
+    def saved(self) -> dict[str, object]:
+        """What the app keeps between sessions (settings keys -> values)."""
+        return {"overlay/opacity": self.opacity, "overlay/threshold": self.threshold,
+                "overlay/mode": self.threshold_mode, "overlay/normalize": self.normalize,
+                "overlay/outline": self.contour}
+
+    def restore(self, value) -> None:
+        """Take back what :meth:`saved` kept; ``value(key, default)`` reads the settings (values
+        that do not parse are left as they are)."""
+        try:
+            self.opacity = float(value("overlay/opacity", self.opacity))
+            self.threshold = float(value("overlay/threshold", self.threshold))
+            mode = str(value("overlay/mode", self.threshold_mode))
+            self.threshold_mode = mode if mode in THRESHOLD_MODES else self.threshold_mode
+            self.normalize = str(value("overlay/normalize", self.normalize)).lower() in ("true", "1")
+            self.contour = str(value("overlay/outline", self.contour)).lower() in ("true", "1")
+        except (TypeError, ValueError):
+            pass
+
 
 def otsu_threshold(x: np.ndarray, bins: int = 64) -> float:
     """Otsu's threshold of the values of ``x`` (between-class variance maximised)."""
