@@ -253,3 +253,38 @@ def test_calibrate_writes_the_chosen_temperature(bench, tmp_path):
     assert load_model(path).av.cfg.heat_temperature == best
     bad = run_cli("calibrate", path, "--val-data", tmp_path / "nowhere")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_map_rate_interpolates_between_computed_frames(bench, tmp_path):
+    """A model with a map rate below the clip's frame rate computes maps every fps // rate
+    frames (the same maps as computing every frame) and interpolates the frames between;
+    every frame still gets maps, the last one computed."""
+    from dataclasses import replace
+
+    from avstudio.analysis.localize import analyze_clip
+    from avstudio.nets.files import component_tensors, save_tensors
+    from avstudio.nets.model import AVModel
+
+    torch.manual_seed(0)
+    cfg = default_config("photo-small")
+    m = AVModel(cfg).eval()
+    paths = {}
+    for name, c in (("every", cfg), ("rate", replace(cfg, map_rate=cfg.map_rate or 8.0))):
+        card = {"kind": "avstudio-localizer", "components": {"av": {"class": "AVModel", "config": c.to_dict()}}}
+        paths[name] = tmp_path / f"{name}.safetensors"
+        save_tensors(paths[name], component_tensors("av", m), card)
+    clip = str(sorted(bench.glob("clip_*.mp4"))[1])
+    full = analyze_clip(load_model(paths["every"]), clip, k=1)
+    part = analyze_clip(load_model(paths["rate"]), clip, k=1)
+    n = len(full.frame_indices)
+    assert list(part.frame_indices) == list(range(n))
+    stride = part.timings["map_stride"]
+    assert stride == 3 and part.timings["maps_computed"] == len(range(0, n, stride)) + ((n - 1) % stride != 0)
+    for j in list(range(0, n, stride)) + [n - 1]:
+        assert np.abs(part.heatmaps[j] - full.heatmaps[j]).max() < 2e-3
+    for j in range(1, n - 1):
+        if j % stride and j < (n - 1) // stride * stride:
+            a, b = j // stride * stride, (j // stride + 1) * stride
+            u = (j - a) / (b - a)
+            want = (1 - u) * part.heatmaps[a] + u * part.heatmaps[b]
+            assert np.abs(part.heatmaps[j] - want).max() < 2e-3

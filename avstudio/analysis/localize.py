@@ -412,34 +412,49 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
                 ref = r / np.maximum(np.sqrt((r * r).sum(-1, keepdims=True)), 1e-6)
             A = torch.from_numpy(An).to(A.device)
         loc = av.localize_features(vis, aud, w, k, audio_centers=A)
-        if sink is not None:
-            h32 = loc.heatmaps.cpu().numpy().astype(np.float32)
-            sink.append("heatmaps", h32)
-            sink.append("aligned", loc.aligned.cpu().numpy())
-            sink.append("unaligned", loc.unaligned.cpu().numpy())
-            hv = h32
-        else:
-            hv = loc.heatmaps.cpu().numpy().astype(np.float16)
-            heat.append(hv)
-            aligned.append(loc.aligned.cpu().numpy().astype(np.float16))
-            unaligned.append(loc.unaligned.cpu().numpy().astype(np.float16))
         V = torch.gather(loc.visual_centers, 1, loc.match.unsqueeze(-1).expand(-1, -1, loc.visual_centers.shape[-1]))
-        vvecs.append(V.cpu().numpy().astype(np.float32))
+        out = {"heatmaps": loc.heatmaps.cpu().numpy().astype(np.float32),
+               "aligned": loc.aligned.cpu().numpy().astype(np.float32),
+               "unaligned": loc.unaligned.cpu().numpy().astype(np.float32),
+               "visual_vectors": V.cpu().numpy().astype(np.float32),
+               "audio_centers": A.cpu().numpy().astype(np.float32)}
         if attend_tau is not None:
-            attended.append(attend(vis, A, attend_tau).cpu().numpy().astype(np.float32))
-        acent.append(A.cpu().numpy().astype(np.float32))
-        fi = np.array([p[0] for p in pending])
-        idxs.append(fi)
-        times.append(np.array([p[1] for p in pending]))
+            out["attended"] = attend(vis, A, attend_tau).cpu().numpy().astype(np.float32)
+        fi_a = np.array([p[0] for p in pending])
+        ti_a = np.array([p[1] for p in pending])
+        pending.clear()
+        # frames between the computed ones (a model analysed at a map rate below the frame
+        # rate) get maps interpolated linearly between their two neighbours
+        fi, ti, out = interp.add(fi_a, ti_a, out)
         t_model += time.perf_counter() - tm
+        if not len(fi):
+            return
+        if sink is not None:
+            sink.append("heatmaps", out["heatmaps"])
+            sink.append("aligned", out["aligned"])
+            sink.append("unaligned", out["unaligned"])
+            hv = out["heatmaps"]
+        else:
+            hv = out["heatmaps"].astype(np.float16)
+            heat.append(hv)
+            aligned.append(out["aligned"].astype(np.float16))
+            unaligned.append(out["unaligned"].astype(np.float16))
+        vvecs.append(out["visual_vectors"])
+        if attend_tau is not None:
+            attended.append(out["attended"])
+        acent.append(out["audio_centers"])
+        idxs.append(fi)
+        times.append(ti)
         if on_batch is not None:
             on_batch(fi, hv.astype(np.float32))
-        pending.clear()
 
     stacker = FrameStacker(cfg, fps, info.frame_count)
     # no stop asked for: every frame that decodes (a variable-frame-rate file may hold more
     # frames than its header says)
     stop_at = sys.maxsize if stop_frame is None else stop_frame
+    stride = map_stride(cfg, fps)
+    interp = _Interpolator()
+    last_seen: list = []  # the latest frame not computed: computed at the end if it is the last
     d0, d1 = stacker.decode_range(start_frame, stop_at)
     with VideoReader(path) as vr:
         # frames are decoded in a background thread, up to PREFETCH_FRAMES ahead, so decoding
@@ -455,6 +470,12 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
             for fi, ft, rgb in _stacked(frames, stacker, start_frame, stop_at):
                 t_decode += time.perf_counter() - td
                 check_cancel(cancel, "analysis")
+                if (fi - start_frame) % stride:
+                    interp.skip(fi, float(ft))
+                    last_seen[:] = [(fi, float(ft), rgb)]
+                    td = time.perf_counter()
+                    continue
+                last_seen.clear()
                 pending.append((fi, float(ft), rgb))
                 if len(pending) >= batch:
                     flush()
@@ -465,6 +486,9 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
                         t_trim += _release_free_memory()
                         trimmed_at = done
                 td = time.perf_counter()
+            if last_seen:  # the range ends between two computed frames: compute its last one
+                interp.unskip(last_seen[0][0])
+                pending.append(last_seen[0])
             flush()
         finally:
             frames.close()
@@ -475,7 +499,9 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
     n = int(sum(len(x) for x in idxs))
     timings = {"total_s": elapsed, "decode_s": t_decode, "model_s": t_model, "trim_s": t_trim, "frames": n,
                "frames_per_s": n / elapsed if elapsed > 0 else None,
-               "realtime_factor": (n / fps) / elapsed if elapsed > 0 else None}
+               "realtime_factor": (n / fps) / elapsed if elapsed > 0 else None,
+               "maps_computed": interp.computed, "map_stride": stride,
+               "maps_per_second_of_video": fps / stride}
     return ClipAnalysis(
         path=str(path), k=k, fps=fps, frame_indices=np.concatenate(idxs), times=np.concatenate(times),
         heatmaps=None if sink is not None else _cat32(heat),
@@ -484,6 +510,67 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
         visual_vectors=_cat32(vvecs), audio_centers=_cat32(acent), timings=timings, model=bundle.name,
         count_prediction=count_pred, attended_vectors=_cat32(attended) if attend_tau is not None else None,
         attended_tau=float(attend_tau if attend_tau is not None else 0.05), sink=sink)
+
+
+def map_stride(cfg, fps: float) -> int:
+    """Every how many frames the model runs: 1 (every frame) unless the model asks for maps at
+    ``cfg.map_rate`` per second of video, fewer than the clip's frames (the frames between get
+    interpolated maps)."""
+    rate = float(getattr(cfg, "map_rate", 0.0) or 0.0)
+    if rate <= 0 or fps <= rate:
+        return 1
+    return max(1, int(fps // rate))
+
+
+class _Interpolator:
+    """Per-frame outputs from outputs at some frames: the frames skipped between two computed
+    ones get their maps and vectors interpolated linearly in frame index (vectors renormalised).
+    Frames come out in order; those after the last computed frame wait for the next one."""
+
+    def __init__(self):
+        self.prev = None  # (index, time, {name: array [...] of the last computed frame})
+        self.skipped: list[tuple[int, float]] = []
+        self.computed = 0
+
+    def skip(self, fi: int, ft: float) -> None:
+        self.skipped.append((fi, ft))
+
+    def unskip(self, fi: int) -> None:
+        self.skipped = [s for s in self.skipped if s[0] != fi]
+
+    def add(self, fi: np.ndarray, ti: np.ndarray, out: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+        self.computed += len(fi)
+        if not self.skipped and self.prev is None:
+            self.prev = (int(fi[-1]), float(ti[-1]), {k: v[-1] for k, v in out.items()})
+            return fi, ti, out
+        rows_f, rows_t, rows = [], [], {k: [] for k in out}
+        for j in range(len(fi)):
+            a = int(fi[j])
+            before = [s for s in self.skipped if s[0] < a]
+            self.skipped = [s for s in self.skipped if s[0] > a]
+            cur = {k: v[j] for k, v in out.items()}
+            for sf, st in before:
+                if self.prev is None:  # before the first computed frame: its maps
+                    vals = cur
+                else:
+                    p0, _, pv = self.prev
+                    u = (sf - p0) / max(1, a - p0)
+                    vals = {k: (1 - u) * pv[k] + u * cur[k] for k in out}
+                    for k in ("visual_vectors", "audio_centers", "attended"):
+                        if k in vals:
+                            nrm = np.linalg.norm(vals[k], axis=-1, keepdims=True)
+                            vals[k] = vals[k] / np.maximum(nrm, 1e-6)
+                rows_f.append(sf)
+                rows_t.append(st)
+                for k in out:
+                    rows[k].append(vals[k])
+            rows_f.append(a)
+            rows_t.append(float(ti[j]))
+            for k in out:
+                rows[k].append(cur[k])
+            self.prev = (a, float(ti[j]), cur)
+        return (np.asarray(rows_f, np.int64), np.asarray(rows_t, np.float64),
+                {k: np.stack(v).astype(np.float32) for k, v in rows.items()})
 
 
 def _stacked(frames, stacker: FrameStacker, start: int, stop: int):

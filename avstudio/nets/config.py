@@ -60,6 +60,9 @@ class AVConfig:
     # audio-visual synchrony, not only appearance, say which object sounds
     stack: int = 1
     stack_step_s: float = 0.06
+    # analysis: maps per second of video (0: one per frame); a clip whose frame rate is higher
+    # gets its maps every fps // map_rate frames, interpolated between (avstudio bench: speed)
+    map_rate: float = 0.0
     # audio encoder
     aud_channels: tuple[int, ...] = (32, 64, 64, 64)
     embed_dim: int = 64
@@ -138,7 +141,7 @@ ARCHS = {
     # channel for the audio encoder (docs/results.md, the photo world)
     "photo": {"frame_size": 144, "vis_arch": "res", "vis_channels": (32, 48, 96, 128), "stack": 7,
               "stack_step_s": 0.06, "aud_channels": (32, 64, 96, 96), "audio_time_channel": True,
-              "heat_temperature": 0.5},
+              "heat_temperature": 0.5, "map_rate": 12.5},
     "photo-small": {"frame_size": 64, "vis_arch": "res", "vis_channels": (8, 8, 16, 16), "stack": 3,
                     "stack_step_s": 0.08, "aud_channels": (8, 16, 16), "audio_time_channel": True,
                     "embed_dim": 16},
