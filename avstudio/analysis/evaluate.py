@@ -152,6 +152,8 @@ def localization_scores(av, samples: Sequence[Sample], batch: int = 32, baseline
                     if baselines:
                         res["whole_image"].append(M.score_heatmap(np.ones(shape, np.float32), g))
                         res["center_prior"].append(M.score_heatmap(M.center_prior(shape), g))
+                        if s.frame.ndim == 4:  # a stack of frames: the motion-only baseline too
+                            res.setdefault("motion_prior", []).append(M.score_heatmap(M.motion_prior(s.frame), g))
         by_level[lvl] = {name: M.summarise(v) for name, v in res.items() if v}
         by_level[lvl]["n_samples"] = len(res["model"])
     return {f"C{k}": v for k, v in by_level.items()}

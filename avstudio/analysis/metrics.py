@@ -105,6 +105,17 @@ def center_prior(shape: tuple[int, int], sigma: float = 0.25) -> np.ndarray:
     return np.exp(-(y[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma ** 2)).astype(np.float32)
 
 
+def motion_prior(stack: np.ndarray, blur: float = 0.028) -> np.ndarray:
+    """A baseline that looks only at motion: the mean absolute grey-level change between
+    consecutive frames of a stack (uint8 [F, 3, H, W]), blurred by ``blur`` of the frame's
+    width. Where something moves, pulses or flickers, whether it sounds or not."""
+    import cv2
+
+    x = stack.astype(np.float32).mean(axis=1) / 255.0  # [F, H, W]
+    e = np.abs(np.diff(x, axis=0)).mean(axis=0)
+    return cv2.GaussianBlur(e, (0, 0), max(0.5, blur * e.shape[1])).astype(np.float32)
+
+
 # -- separation --------------------------------------------------------------------------------
 
 def bss_eval(reference: np.ndarray, estimate: np.ndarray) -> dict[str, np.ndarray]:
