@@ -255,3 +255,41 @@ def test_first_box_creates_a_library_and_adds_the_clip(qtbot, win, clip, tmp_pat
     assert row is not None and win.box_tool.active
     drag(win.view, (0.3, 0.3), (0.7, 0.8))
     assert len(lib.box_frames(row.id)) == 1
+
+
+def test_import_and_export_box_files_from_the_menu(qtbot, win, clip, tmp_path, dialogs, monkeypatch):
+    import json
+
+    from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+    open_clip_in_library(qtbot, win, clip, tmp_path / "lib.avlib")
+    lib = win.library_panel.lib
+    lib.import_files([str(clip)])
+    win.library_panel.open_library(str(tmp_path / "lib.avlib"))
+    lib = win.library_panel.lib
+    tool = win.box_tool
+    vgg = tmp_path / "vggss.json"
+    vgg.write_text(json.dumps([{"file": "tone", "class": "tone", "bbox": [[0.1, 0.2, 0.5, 0.9]]},
+                               {"file": "elsewhere", "bbox": [[0.1, 0.1, 0.2, 0.2]]}]))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(vgg), ""))
+    win.action("box_import").trigger()
+    row = lib.find(str(clip))
+    (f,) = lib.box_frames(row.id)
+    assert f.frame == 20 and f.boxes[0].label == "tone"  # the middle frame of 40
+    assert win.timeline.box_mark_times() == [pytest.approx(1.0)]
+    assert [d[1] for d in dialogs] == ["Some boxes were not imported"] and "elsewhere" in dialogs[0][2]
+    # a bad file: one dialog, nothing changed
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"file": "tone", "bbox": [[0.1, 0.1, 1.9, 0.5]]}]')
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    win.action("box_import").trigger()
+    assert dialogs[-1][0] == "critical" and "outside the frame" in dialogs[-1][2]
+    assert len(lib.box_history(row.id)) == 1
+    # export as AV Studio JSON
+    out = tmp_path / "out.json"
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: (a[3][0], True))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    win.action("box_export").trigger()
+    data = json.loads(out.read_text())
+    assert data["format"] == "avstudio-boxes" and data["clips"][0]["frames"][0]["frame"] == 20
+    assert tool.editor is not None and tool.editor.annotated_frames() == [20]

@@ -180,6 +180,8 @@ class BoxTool(QObject):
             self.action(name).setEnabled(on)
         for n in range(1, 10):
             self.action(f"box_source_{n}").setEnabled(on)
+        for name in ("box_import", "box_export"):
+            self.action(name).setEnabled(self.lib is not None)
 
     # ================================================================ the library and the clip
     @property
@@ -260,6 +262,95 @@ class BoxTool(QObject):
         if self.editor is None or self.editor.lib is not lp.lib:
             self._make_editor()
         return self.editor is not None
+
+    # ================================================================ box files
+    def import_dialog(self) -> None:
+        """Boxes › Import boxes…: a box file (or, for SoundNet-Flickr, its folder of .xml)."""
+        from PySide6.QtWidgets import QFileDialog
+
+        if self.lib is None:
+            self.win.statusBar().showMessage("Open a clip library first (File › Open library…)", 5000)
+            return
+        p, _ = QFileDialog.getOpenFileName(self.win, "Import boxes", "",
+                                           "Box files (*.json *.xml);;All files (*)")
+        if not p:
+            return
+        path = Path(p)
+        if path.suffix.lower() == ".xml":
+            n = sum(1 for f in path.parent.glob("*.xml"))
+            if n > 1:
+                ans = QMessageBox.question(
+                    self.win, "Import SoundNet-Flickr boxes",
+                    f"Import every .xml file of {path.parent.name} ({n} files), or only {path.name}?",
+                    QMessageBox.StandardButton.YesAll | QMessageBox.StandardButton.Yes,
+                    QMessageBox.StandardButton.YesAll)
+                if ans == QMessageBox.StandardButton.YesAll:
+                    path = path.parent
+        self.import_file(str(path))
+
+    def import_file(self, path: str, fmt: Optional[str] = None):
+        """Import a box file into the open library (all or nothing); a dialog for a bad file,
+        another listing the entries that have no clip in the library. Returns the report."""
+        from ..data.box_formats import import_boxes
+
+        lib = self.lib
+        if lib is None:
+            return None
+        try:
+            rep = import_boxes(lib, path, fmt=fmt, who=self.who)
+        except AVStudioError as exc:
+            self.win.error(str(exc), "Cannot import the boxes")
+            return None
+        if self.editor is not None:
+            self.editor.reload()
+        self._reset_scores()
+        self._refresh_all()
+        self._request_scores()
+        lp = getattr(self.win, "library_panel", None)
+        if lp is not None:
+            lp.refresh()
+        msg = (f"Imported {rep.frames} annotated frames ({rep.boxes} boxes) on {rep.clips} clips"
+               + (f"; {rep.unchanged} unchanged" if rep.unchanged else ""))
+        self.win.statusBar().showMessage(msg, 8000)
+        if rep.skipped:
+            lines = "\n".join(f"{w}: {r}" for w, r in rep.skipped[:20])
+            more = f"\n… and {len(rep.skipped) - 20} more" if len(rep.skipped) > 20 else ""
+            QMessageBox.warning(self.win, "Some boxes were not imported",
+                                f"{msg}. These entries have no clip in the library (import the clips "
+                                f"first; an entry's id is the clip's file name):\n\n{lines}{more}")
+        return rep
+
+    def export_dialog(self) -> None:
+        """Boxes › Export boxes…: choose the layout, then the file (or, for Flickr, a folder)."""
+        from PySide6.QtWidgets import QFileDialog
+
+        if self.lib is None:
+            return
+        kinds = ["AV Studio JSON (everything: frames, times, sources, labels, history dates)",
+                 "VGG-SS JSON (file + bbox in 0..1)", "SoundNet-Flickr XML (one file per frame, into a folder)"]
+        choice, ok = QInputDialog.getItem(self.win, "Export boxes", "Layout:", kinds, 0, False)
+        if not ok:
+            return
+        fmt = ("avstudio", "vggss", "flickr")[kinds.index(choice)]
+        if fmt == "flickr":
+            out = QFileDialog.getExistingDirectory(self.win, "Folder for the .xml files")
+        else:
+            out, _ = QFileDialog.getSaveFileName(self.win, "Export boxes", "boxes.json", "JSON (*.json)")
+        if out:
+            self.export_file(out, fmt)
+
+    def export_file(self, out: str, fmt: str) -> Optional[int]:
+        from ..data.box_formats import export_boxes
+
+        if self.lib is None:
+            return None
+        try:
+            _fmt_name, n = export_boxes(self.lib, out, fmt=fmt)
+        except AVStudioError as exc:
+            self.win.error(str(exc), "Cannot export the boxes")
+            return None
+        self.win.statusBar().showMessage(f"Wrote {n} annotated frames to {out}", 8000)
+        return n
 
     # ================================================================ on / off
     def set_active(self, on: bool) -> None:

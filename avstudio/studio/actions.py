@@ -168,6 +168,10 @@ BOXES = (
     B("box_label", "Label the selected box…", "label_selected", (), "Give the selected box a label (F2, or double-click it)"),
     B("box_cancel", "Cancel the box gesture / deselect", "cancel", (),
       "Drop the box being drawn, or the selection (Esc)", after="separator"),
+    B("box_import", "&Import boxes…", "import_dialog", (),
+      "Read a box file (VGG-SS JSON, SoundNet-Flickr XML, AV Studio JSON) into the library"),
+    B("box_export", "E&xport boxes…", "export_dialog", (),
+      "Write the library's boxes as VGG-SS JSON, SoundNet-Flickr XML or AV Studio JSON", after="separator"),
 ) + tuple(B(f"box_source_{n}", f"Tie the box to sound {n}", "tie_source", (),
             f"Tie the selected box to sound {n} (again: untie) ({n})", args=(n,),
             submenu="Tie the selected box to sound") for n in range(1, 10))
