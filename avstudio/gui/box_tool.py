@@ -554,7 +554,10 @@ class BoxTool(QObject):
         return None
 
     def _refresh_layer(self) -> None:
-        self.win.view.set_box_layer(self._layer())
+        layer = self._layer()
+        if layer is None and self.win.view.box_layer is None:
+            return  # nothing to draw before or now: no extra repaint (this runs on every frame shown)
+        self.win.view.set_box_layer(layer)
 
     # ================================================================ scores
     def _model_key(self) -> Optional[tuple]:
