@@ -227,3 +227,45 @@ def test_library_without_boxes_says_so(tmp_path):
     ClipLibrary(tmp_path / "empty.avlib").close()
     r = run_cli("eval", "--library", tmp_path / "empty.avlib")
     assert r.returncode == 2 and "no annotated frame to evaluate" in r.stderr
+
+
+def test_a_model_that_stacks_frames_gets_its_stacks(boxed, tmp_path):
+    """A stacking model ('photo-small': 3 frames 0.06 s apart) is given the frames around each
+    annotated frame, exactly as `eval --data` gives them (load_samples); a test set's still
+    picture is repeated."""
+    import torch
+
+    from avstudio.analysis.box_eval import frame_input, model_maps, still_input
+    from avstudio.nets.config import default_config
+    from avstudio.nets.model import AVModel
+
+    torch.manual_seed(0)
+    cfg = default_config("photo-small")
+    assert cfg.stack == 3
+    bundle = ModelBundle(av=AVModel(cfg).eval(), name="stacker")
+    with ClipLibrary(boxed / "lib.avlib") as lib:
+        res = evaluate_boxes([bundle], lambda c: library_samples(lib, c), {})
+        c = lib.find(boxed / "media" / "alpha.mp4")
+    assert res["n_frames"] == 5
+    with VideoReader(c.path) as vr:
+        x = frame_input(vr, cfg, 25)
+        S = cfg.frame_size
+        idx = cfg.stack_indices(25, vr.fps, vr.frame_count)
+        want = [vr.frame(j, size=(S, S)).transpose(2, 0, 1) for j in idx]
+        assert x.shape == (3, 3, S, S) and all((x[i] == want[i]).all() for i in range(3))
+        assert not (x[0] == x[1]).all()  # different frames (each shows its own index)
+        first = frame_input(vr, cfg, 0)
+        assert (first[0] == first[1]).all()  # before the first frame: the first frame
+    audio = read_audio(c.path, cfg.sample_rate)
+    from avstudio.data.clips import audio_window
+
+    maps = model_maps(bundle.av, x[None], audio_window(audio, 1.0, cfg)[None])
+    row = next(r for r in res["models"][0]["frames"] if r["clip"] == c.path and r["frame"] == 25)
+    with ClipLibrary(boxed / "lib.avlib") as lib:
+        fb = lib.frame_boxes(c.id, 25)
+    one = M.score_heatmap(maps["model"][0], gt_map(fb.boxes))
+    for how in M.BINARISATIONS:  # one sample alone vs a batch: equal up to float rounding
+        assert one[how]["ciou"] == pytest.approx(row["model"][how]["ciou"], abs=1e-3)
+        assert one[how]["nsa"] == pytest.approx(row["model"][how]["nsa"], abs=1e-3)
+    still = still_input(np.zeros((S, S, 3), np.uint8), cfg)
+    assert still.shape == (3, 3, S, S)

@@ -198,7 +198,17 @@ def test_scores_in_the_panel_match_eval_library(qtbot, clip, tmp_path, dialogs):
             qtbot.waitUntil(lambda f=f: w.view.frame_index == f, timeout=WAIT)
             drag(view, box[:2], box[2:])
         tool = w.box_tool
-        qtbot.waitUntil(lambda: len(tool.scores) == 3 and not tool.scoring, timeout=SLOW)
+
+        def state():
+            job = tool._job
+            return (f"frames {tool.editor.annotated_frames()}, scored {sorted(tool.scores)}, maps {sorted(tool._maps)}, "
+                    f"job {None if job is None else (job.state, job.isRunning())}, pending {tool._pending}, "
+                    f"error {tool.last_error}, model {tool._model_key()} vs {tool._maps_key}")
+
+        try:
+            qtbot.waitUntil(lambda: len(tool.scores) == 3 and not tool.scoring, timeout=SLOW)
+        except Exception:
+            raise AssertionError(state()) from None
         lib_path = w.library_panel.lib.path
         with ClipLibrary(lib_path) as lib:
             res = evaluate_boxes([load_model(None)], lambda cfg: library_samples(lib, cfg), {})

@@ -48,7 +48,7 @@ class BoxSample:
     with the box ground truth (``gt``: the frame's map, float32 0..1) and where it comes from."""
 
     clip: str  # the clip's file (library) or the sample id (test set)
-    frame: np.ndarray  # uint8 [3, S, S]
+    frame: np.ndarray  # uint8 [3, S, S], or a stack [F, 3, S, S] for a model that stacks frames
     wave: np.ndarray  # float32 [audio samples], centred on the frame's time
     gt: np.ndarray  # float32 [H, W] in 0..1
     frame_index: int = 0
@@ -86,13 +86,38 @@ def input_key(net: Any) -> tuple:
 # ---------------------------------------------------------------- samples
 
 
+def frame_input(reader: Any, cfg: Any, frame_index: int) -> np.ndarray:
+    """A frame as the model takes it: uint8 [3, S, S], or for a model that stacks frames
+    (``cfg.stack`` > 1) the stack around it [F, 3, S, S] (frames past the clip's ends: its first
+    or last frame, as :func:`avstudio.analysis.evaluate.load_samples` does)."""
+    S = int(cfg.frame_size)
+    if int(getattr(cfg, "stack", 1) or 1) <= 1:
+        return np.ascontiguousarray(reader.frame(int(frame_index), size=(S, S)).transpose(2, 0, 1))
+    out, last = [], None
+    for j in cfg.stack_indices(int(frame_index), reader.fps, reader.frame_count):
+        try:
+            last = reader.frame(int(j), size=(S, S)).transpose(2, 0, 1)
+        except MediaError:  # past the frames that decode (an estimated frame count): the last one
+            if last is None:
+                raise
+        out.append(last)
+    return np.ascontiguousarray(np.stack(out))
+
+
+def still_input(img: np.ndarray, cfg: Any) -> np.ndarray:
+    """A still picture (a test set's one frame) as the model takes it: a model that stacks
+    frames gets the picture repeated (no motion to see)."""
+    f = np.ascontiguousarray(img.transpose(2, 0, 1))
+    n = int(getattr(cfg, "stack", 1) or 1)
+    return f if n <= 1 else np.ascontiguousarray(np.stack([f] * n))
+
+
 def frame_sample(reader: Any, audio: np.ndarray, cfg: Any, frame_index: int, time_s: float,
                  boxes: Sequence[Box], map_rule: str, clip: str, clip_id: Optional[int] = None) -> BoxSample:
     """A sample from an open :class:`~avstudio.media.VideoReader` and the clip's audio (mono,
     ``cfg.sample_rate``): the frame at the model's size, the audio window on ``time_s``."""
-    S = int(cfg.frame_size)
-    img = reader.frame(int(frame_index), size=(S, S)).transpose(2, 0, 1)
-    return BoxSample(clip=clip, frame=np.ascontiguousarray(img), wave=audio_window(audio, float(time_s), cfg),
+    img = frame_input(reader, cfg, frame_index)
+    return BoxSample(clip=clip, frame=img, wave=audio_window(audio, float(time_s), cfg),
                      gt=gt_map(list(boxes), map_rule), frame_index=int(frame_index), time=float(time_s),
                      clip_id=clip_id, n_boxes=len(boxes), map_rule=map_rule)
 
@@ -180,13 +205,13 @@ def testset_samples(folder: str | os.PathLike, fmt: str, cfg: Any, boxes_file: O
             rep.skipped.append((key, "no frame" if key not in frames else "no audio"))
             continue
         try:
-            img = read_image(frames[key], size=(S, S)).transpose(2, 0, 1)
+            img = still_input(read_image(frames[key], size=(S, S)), cfg)
             audio = read_audio(audios[key], int(cfg.sample_rate))
         except MediaError as exc:
             rep.skipped.append((key, str(exc)))
             continue
         mid = 0.5 * len(audio) / float(cfg.sample_rate)
-        rep.samples.append(BoxSample(clip=key, frame=np.ascontiguousarray(img), wave=audio_window(audio, mid, cfg),
+        rep.samples.append(BoxSample(clip=key, frame=img, wave=audio_window(audio, mid, cfg),
                                      gt=gt_map(rec.boxes, rec.map_rule), time=mid, n_boxes=len(rec.boxes),
                                      map_rule=rec.map_rule))
         emit(progress, "samples", i + 1, len(records), key)
@@ -241,11 +266,10 @@ def clip_frame_maps(bundle: Any, path: str, frames: Sequence[tuple[int, float]],
         audio = read_audio(path, int(cfg.sample_rate))
     out: dict[int, dict[str, np.ndarray]] = {}
     emit(progress, "box scores", 0, len(frames))
-    S = int(cfg.frame_size)
     with VideoReader(path) as vr:
         for i, (f, t) in enumerate(frames):
             check_cancel(cancel, "scoring")
-            img = vr.frame(int(f), size=(S, S)).transpose(2, 0, 1)
+            img = frame_input(vr, cfg, int(f))
             maps = model_maps(net, img[None], audio_window(audio, float(t), cfg)[None])
             out[int(f)] = {k: v[0] for k, v in maps.items()}
             emit(progress, "box scores", i + 1, len(frames))
@@ -393,6 +417,6 @@ def table_markdown(result: dict[str, Any]) -> str:
 
 
 __all__ = ["BoxSample", "BoxEvalReport", "library_samples", "testset_samples", "frame_sample", "model_maps",
-           "scores_from_maps", "clip_frame_maps", "gt_baselines",
+           "scores_from_maps", "clip_frame_maps", "gt_baselines", "frame_input", "still_input",
            "score_samples", "score_frame", "baseline_scores", "running_summary", "evaluate_boxes",
            "table_markdown"]
