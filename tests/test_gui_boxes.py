@@ -117,8 +117,14 @@ def test_draw_select_move_resize_tie_delete_undo(qtbot, win, clip, tmp_path):
     drag(view, (b.x1, b.y1), (0.95, 0.95))
     b = lib.frame_boxes(row.id, 10).boxes[0]
     assert (b.x1, b.y1) == pytest.approx((0.95, 0.95), abs=2 * tol)
-    # a second box, then delete it
-    drag(view, (0.02, 0.02), (0.15, 0.2))
+    # a second box, started just outside the frame's corner (it starts on the corner), then delete it
+    r = view.frame_rect()
+    QTest.mousePress(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(int(r.x()) - 6, int(r.y()) - 6))
+    QTest.mouseMove(view, at(view, 0.1, 0.1))
+    QTest.mouseRelease(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(view, 0.15, 0.2))
+    corner = lib.frame_boxes(row.id, 10).boxes[1]
+    assert (corner.x0, corner.y0) == (0.0, 0.0)
     assert len(lib.frame_boxes(row.id, 10).boxes) == 2
     win.action("box_delete").trigger()
     assert len(lib.frame_boxes(row.id, 10).boxes) == 1

@@ -130,6 +130,15 @@ class VideoView(QWidget):
         r = self.frame_rect()
         return ((pos.x() - r.x()) / max(1.0, r.width()), (pos.y() - r.y()) / max(1.0, r.height()))
 
+    def _near_frame(self, pos: QPointF, margin_px: float = 12.0) -> Optional[tuple[float, float]]:
+        """Normalised coordinates of a point on the frame or within ``margin_px`` of it (clipped
+        to the frame): a box can be started from just outside an edge to touch it."""
+        r = self.frame_rect()
+        if r.width() <= 0 or not r.adjusted(-margin_px, -margin_px, margin_px, margin_px).contains(pos):
+            return None
+        x, y = self._norm_unclipped(pos)
+        return (min(1.0, max(0.0, x)), min(1.0, max(0.0, y)))
+
     def _to_norm(self, pos: QPointF) -> Optional[tuple[float, float]]:
         r = self.frame_rect()
         if r.width() <= 0 or not r.contains(pos):
@@ -139,7 +148,7 @@ class VideoView(QWidget):
     # -- events ----------------------------------------------------------------------------
     def mousePressEvent(self, ev) -> None:
         if self.box_mode and ev.button() == Qt.MouseButton.LeftButton and self.frame is not None:
-            xy = self._to_norm(ev.position())
+            xy = self._near_frame(ev.position())
             if xy is not None:
                 self._box_drag = True
                 self.boxPressed.emit(*xy)
@@ -160,7 +169,7 @@ class VideoView(QWidget):
 
     def mouseDoubleClickEvent(self, ev) -> None:
         if self.box_mode and ev.button() == Qt.MouseButton.LeftButton and self.frame is not None:
-            xy = self._to_norm(ev.position())
+            xy = self._near_frame(ev.position())
             if xy is not None:
                 self.boxDoubleClicked.emit(*xy)
                 return
