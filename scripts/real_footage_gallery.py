@@ -78,6 +78,7 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=1)
     ap.add_argument("--clips", default=None, help="comma-separated clip names (default: all)")
     ap.add_argument("--height", type=int, default=150)
+    ap.add_argument("--label", action="append", default=None, help="column title per --model (default: its name)")
     args = ap.parse_args()
     clips = sorted(Path(args.clips_dir).glob("*.mp4"))
     if args.clips:
@@ -85,6 +86,7 @@ def main() -> int:
         clips = [c for c in clips if c.stem in want]
     bundles = [load_model(m) for m in args.model]
     rows = []
+    tile_w = None
     for c in clips:
         info = probe(c)
         fps = float(info.fps or 25.0)
@@ -101,6 +103,7 @@ def main() -> int:
                 s = args.height / f.shape[0]
                 f = cv2.resize(f, (int(round(f.shape[1] * s)), args.height), interpolation=cv2.INTER_AREA)
                 tiles = [f] + [overlay(f, maps[j][i]) for j in range(len(bundles))]
+                tile_w = tile_w or f.shape[1] + 4
                 sep = np.full((args.height, 4, 3), 30, np.uint8)
                 row = np.concatenate(sum([[t, sep] for t in tiles], [])[:-1], axis=1)
                 label = np.full((18, row.shape[1], 3), 24, np.uint8)
@@ -113,9 +116,9 @@ def main() -> int:
     head = np.full((20, width, 3), 24, np.uint8)
     x = 4
     cv2.putText(head, "frame", (x, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (230, 230, 230), 1, cv2.LINE_AA)
-    w0 = rows[0].shape[1] // (len(bundles) + 1)
-    for j, m in enumerate(args.model):
-        cv2.putText(head, Path(m).name, (x + (j + 1) * w0, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (230, 230, 230), 1,
+    names = args.label or [Path(m).parent.name if Path(m).is_file() else Path(m).name for m in args.model]
+    for j, name in enumerate(names):
+        cv2.putText(head, name, (x + (j + 1) * tile_w, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (230, 230, 230), 1,
                     cv2.LINE_AA)
     img = np.concatenate([head] + rows, axis=0)
     cv2.imwrite(args.out, img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 88])
