@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Every photo-world number in docs/results.md comes from these commands (run from the repository
-# root). Data: training pictures (seed 1), validation pictures (seed 2: followed during training,
-# used to choose the heatmap temperature), test pictures (seed 3: only ever evaluated, never tuned
-# on) and training pictures in new clips (seed 4: "seen pictures"). Pictures of the three splits
-# never overlap (docs/ground_truth.md). Steps whose output exists are skipped and training runs
-# resume where they stopped, so the script can simply be rerun after an interruption.
+# root, 2 CPU cores). Data: training pictures (seed 1), validation pictures (seed 2: followed
+# during training, used to choose the heatmap temperature), test pictures (seed 3: only ever
+# evaluated, never tuned on) and training pictures in new clips (seed 4: "seen pictures").
+# Pictures of the three splits never overlap (docs/ground_truth.md). Steps whose output exists
+# are skipped and training runs resume where they stopped, so the script can simply be rerun
+# after an interruption.
 #
 #   bash scripts/experiments_photo.sh data        # the four sets (~25 CPU-min)
 #   bash scripts/experiments_photo.sh shipped     # the shipped localizer, counter and separator
@@ -15,35 +16,58 @@ PY=${PYTHON:-python3}
 T=${THREADS:-2}
 D=${DATA:-data}
 R=${RUNS:-runs}
+mkdir -p "$R/eval"
 syn() { [ -f "$1/manifest.csv" ] || $PY -m avstudio synth "$@" --world photo --workers 2 --quiet; }
 train() { $PY -m avstudio train --threads "$T" --quiet "$@" > /dev/null; }
 ev() {  # ev MODEL OUT.json DATA
   [ -f "$2" ] || $PY -m avstudio eval --model "$1" --data "$3" --quiet --out "$2" > /dev/null
 }
+# the photo architecture, narrowed (24-32-64-96 channels: 1.8x cheaper than 32-48-96-128)
 ARCH="--arch photo --arch-set vis_channels=24,32,64,96"
 COMMON="--manifest $D/ptrain/manifest.csv --clip-repeats 2 --val-data $D/pval"
 
+syn $D/pval   --clips 240  --sources 1,2,3,4 --seed 2 --pictures val
+syn $D/ptrain --clips 3000 --sources 1,1,1,2,2,3,4 --seed 1 --pictures train
+syn $D/ptest  --clips 320  --sources 1,2,3,4 --seed 3 --pictures test
+syn $D/pseen  --clips 160  --sources 1,2,3,4 --seed 4 --pictures train
+
 case "${1:-all}" in
-data|shipped|ablations|all)
-  syn $D/pval   --clips 240  --sources 1,2,3,4 --seed 2 --pictures val
-  syn $D/ptrain --clips 3000 --sources 1,1,1,2,2,3,4 --seed 1 --pictures train
-  syn $D/ptest  --clips 320  --sources 1,2,3,4 --seed 3 --pictures test
-  syn $D/pseen  --clips 160  --sources 1,2,3,4 --seed 4 --pictures train
+shipped|ablations|all)
+  # stage C1 (1287 one-source clips, 6 epochs of 161 steps): shared by the shipped model and the
+  # ablations below
+  train $COMMON $ARCH --out $R/c1_A --stages 1 --epochs 6 --counter-epochs 0
   ;;
 esac
 
 case "${1:-all}" in
 shipped|all)
-  # C1: 6 epochs, then 10 more at a lower rate; C2 and C3 with replay of the simpler levels;
-  # then the counter on every labelled clip
-  train $COMMON $ARCH --out $R/c1_A --stages 1 --epochs 6 --counter-epochs 0
-  train $COMMON --init $R/c1_A/model.safetensors --out $R/c1_B --stages 1 --epochs 10 --lr 7e-4 --counter-epochs 0
-  train $COMMON --init $R/c1_B/model.safetensors --out $R/c23 --stages 2,3 --epochs 8,8 --lr 5e-4 \
+  # stages C2 and C3 from it: a lower learning rate at each stage and a quarter of the steps
+  # replaying the simpler levels; then the counter on every labelled clip (encoders frozen)
+  train $COMMON --init $R/c1_A/model.safetensors --out $R/c23 --stages 2,3 --epochs 4,4 --lr 5e-4 \
         --stage-lr 0.6 --replay 0.25 --counter-epochs 0
   train $COMMON --init $R/c23/model.safetensors --out $R/photo --stages 1,2 --epochs 0 --counter-epochs 6
   $PY -m avstudio calibrate $R/photo/model.safetensors --val-data $D/pval --write
-  ev $R/photo/model.safetensors $R/eval/photo_test.json $D/ptest
-  ev $R/photo/model.safetensors $R/eval/photo_seen.json $D/pseen
+  # the separator, in the visual space of that localizer (two-clip mixtures, solo then duet)
+  [ -f $R/sep_photo/separator.safetensors ] || $PY -m avstudio train-separator --av-model $R/photo/model.safetensors \
+        --out $R/sep_photo --manifest $D/ptrain/manifest.csv --stages 1,2 --epochs 12 --steps 60 \
+        --later-stages mixed --threads "$T" --seed 0 --quiet > /dev/null
+  ev $R/sep_photo/model $R/eval/photo_test.json $D/ptest
+  ev $R/sep_photo/model $R/eval/photo_seen.json $D/pseen
   ;;
 esac
-echo "done"
+
+case "${1:-all}" in
+ablations|all)
+  # the same C2 + C3 steps with the old recipe: every stage restarts at lr 1e-3, no replay
+  train $COMMON --init $R/c1_A/model.safetensors --out $R/abl_c23_plain --stages 2,3 --epochs 4,4 \
+        --counter-epochs 0
+  # no curriculum: every level mixed from the start, as many steps as C1 -> C2 -> C3
+  train $COMMON $ARCH --out $R/abl_mixed --stages 1,2,3 --epochs 6,4,4 --no-curriculum --counter-epochs 0
+  # still frames: the same C1 stage with one frame per sample (no motion)
+  train $COMMON $ARCH --arch-set stack=1 --out $R/abl_still --stages 1 --epochs 3 --counter-epochs 0
+  for m in c1_A/model c23/stages/C2 c23/model abl_c23_plain/stages/C2 abl_c23_plain/model abl_mixed/model; do
+    ev "$R/$m.safetensors" "$R/eval/$(echo "$m" | tr / _).json" $D/ptest
+  done
+  ;;
+esac
+echo "done: $R/eval/*.json"
