@@ -247,6 +247,7 @@ def test_a_model_that_stacks_frames_gets_its_stacks(boxed, tmp_path):
         res = evaluate_boxes([bundle], lambda c: library_samples(lib, c), {})
         c = lib.find(boxed / "media" / "alpha.mp4")
     assert res["n_frames"] == 5
+    assert "motion_prior" in res["models"][0]["overall"] and "motion only (A's stack)" in res["table"]
     with VideoReader(c.path) as vr:
         x = frame_input(vr, cfg, 25)
         S = cfg.frame_size

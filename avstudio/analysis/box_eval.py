@@ -224,15 +224,20 @@ def testset_samples(folder: str | os.PathLike, fmt: str, cfg: Any, boxes_file: O
 @torch.no_grad()
 def model_maps(net: Any, frames: np.ndarray, waves: np.ndarray) -> dict[str, np.ndarray]:
     """The maps a model gives for a batch: ``"model"`` [B, h, w] (the whole sound's heatmap),
-    and for the clustering model ``"aligned_center"`` and ``"unaligned_center"``."""
+    for the clustering model ``"aligned_center"`` and ``"unaligned_center"``, and for a model
+    that stacks frames ``"motion_prior"`` (where the stack's grey levels change, nothing more)."""
     dev = next(net.parameters()).device
     fr = torch.from_numpy(np.ascontiguousarray(frames)).to(dev)
     wv = torch.from_numpy(np.ascontiguousarray(waves)).to(dev)
     if hasattr(net, "localize"):
         loc = net.localize(fr, wv, 1)
-        return {"model": loc.heatmaps[:, 0].cpu().numpy(), "aligned_center": loc.aligned[:, 0].cpu().numpy(),
-                "unaligned_center": loc.unaligned.cpu().numpy()}
-    return {"model": net.heatmap(fr, wv).cpu().numpy()}
+        out = {"model": loc.heatmaps[:, 0].cpu().numpy(), "aligned_center": loc.aligned[:, 0].cpu().numpy(),
+               "unaligned_center": loc.unaligned.cpu().numpy()}
+    else:
+        out = {"model": net.heatmap(fr, wv).cpu().numpy()}
+    if frames.ndim == 5:  # stacks of frames: what motion alone points at (as eval --data reports it)
+        out["motion_prior"] = np.stack([M.motion_prior(f) for f in frames])
+    return out
 
 
 def gt_baselines(gt: np.ndarray) -> dict[str, Any]:
@@ -383,6 +388,9 @@ def table_markdown(result: dict[str, Any]) -> str:
     cols: list[tuple[str, Any, str]] = [(f"{m['label']}: {m['model']}", m, "model") for m in models]
     if "unaligned_center" in models[0]["overall"]:
         cols.append((f"unaligned centre ({models[0]['label']})", models[0], "unaligned_center"))
+    for m in models:
+        if "motion_prior" in m["overall"]:
+            cols.append((f"motion only ({m['label']}'s stack)", m, "motion_prior"))
     cols += [("centre prior", None, "center_prior"), ("whole image", None, "whole_image")]
     base_clips = {b["clip"]: b for b in result["baselines"]["clips"]}
     out = []

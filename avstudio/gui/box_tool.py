@@ -834,7 +834,9 @@ class BoxPanel(QWidget):
                    f" <span style='color:{style.FG_DIM}'>(its heatmap of the whole sound, against every "
                    f"box)</span>"
                    f"<br><span style='color:{style.FG_DIM}'>centre prior: cIoU {_fmt(cp['ciou'])} · NSA "
-                   f"{_fmt(cp['nsa'])}; whole image: cIoU {_fmt(wi['ciou'])}</span>")
+                   f"{_fmt(cp['nsa'])}; whole image: cIoU {_fmt(wi['ciou'])}"
+                   + (f"; motion only: cIoU {_fmt(sc['motion_prior'][how]['ciou'])}" if "motion_prior" in sc else "")
+                   + "</span>")
         self.frame_scores.setText(txt)
         summ = tool.running_summary()
         n = len(ed.frames)
