@@ -151,9 +151,24 @@ def test_keys_go_back_when_the_tool_is_left(qtbot, win, clip, tmp_path):
     assert "1" not in [k.toString() for k in cluster1.shortcuts()]
     assert [k.toString() for k in win.action("box_source_1").shortcuts()] == ["1"]
     assert [k.toString() for k in win.action("box_cancel").shortcuts()] == ["Esc"]
+    # a key two actions share fires neither (Qt calls it ambiguous): none, with the tool on or off
+    assert key_owners(win)["Alt+Right"] == ["box_next_frame"] and key_owners(win)["Alt+Left"] == ["box_prev_frame"]
+    assert {k: v for k, v in key_owners(win).items() if len(v) > 1} == {}
     win.action("box_tool").trigger()  # leave the tool (B)
     assert [k.toString() for k in cluster1.shortcuts()] == before
     assert win.action("box_source_1").shortcuts() == [] and win.view.box_mode is False
+    assert key_owners(win)["Alt+Right"] == ["box_next_frame"] and key_owners(win)["Alt+Left"] == ["box_prev_frame"]
+    assert {k: v for k, v in key_owners(win).items() if len(v) > 1} == {}
+
+
+def key_owners(win) -> dict:
+    from PySide6.QtGui import QAction
+
+    out: dict = {}
+    for a in win.findChildren(QAction):
+        for k in a.shortcuts():
+            out.setdefault(k.toString(), []).append(a.objectName() or a.text())
+    return out
 
 
 def test_jump_between_annotated_frames_and_nearby_boxes(qtbot, win, clip, tmp_path):
@@ -301,6 +316,17 @@ def test_import_and_export_box_files_from_the_menu(qtbot, win, clip, tmp_path, d
     win.action("box_import").trigger()
     assert dialogs[-1][0] == "critical" and "outside the frame" in dialogs[-1][2]
     assert len(lib.box_history(row.id)) == 1
+    # a file in none of the layouts: one dialog, nothing changed
+    for name, text, says in (("notes.json", '{"hello": 1}', "not a box file AV Studio reads"),
+                             ("page.xml", "<html><body/></html>", "not a SoundNet-Flickr box file")):
+        wrong = tmp_path / name
+        wrong.write_text(text)
+        n = len(dialogs)
+        monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, p=wrong, **k: (str(p), ""))
+        win.action("box_import").trigger()
+        assert len(dialogs) == n + 1 and dialogs[-1][:2] == ("critical", "Cannot import the boxes")
+        assert says in dialogs[-1][2] and name in dialogs[-1][2]
+        assert len(lib.box_history(row.id)) == 1 and [f.frame for f in lib.box_frames(row.id)] == [20]
     # export as AV Studio JSON
     out = tmp_path / "out.json"
     monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: (a[3][0], True))
@@ -309,3 +335,70 @@ def test_import_and_export_box_files_from_the_menu(qtbot, win, clip, tmp_path, d
     data = json.loads(out.read_text())
     assert data["format"] == "avstudio-boxes" and data["clips"][0]["frames"][0]["frame"] == 20
     assert tool.editor is not None and tool.editor.annotated_frames() == [20]
+
+
+def test_a_library_from_a_newer_schema_is_one_dialog_and_stays_untouched(qtbot, win, clip, tmp_path, dialogs,
+                                                                          monkeypatch):
+    """B with no library, "Open library…", a library written by a newer AV Studio: one dialog
+    naming the versions, the tool stays off, the file is not changed."""
+    import sqlite3
+
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    from avstudio.data.library import ClipLibrary
+
+    future = tmp_path / "future.avlib"
+    with ClipLibrary(future) as lib:
+        lib.import_files([str(clip)])
+    raw = sqlite3.connect(future)
+    raw.execute("PRAGMA user_version = 9")
+    raw.commit()
+    raw.close()
+    before = future.read_bytes()
+    assert win.open_file(str(clip))
+    qtbot.waitUntil(lambda: win.view.frame is not None, timeout=WAIT)
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: 0)
+    monkeypatch.setattr(QMessageBox, "clickedButton",
+                        lambda self: next(b for b in self.buttons() if b.text().startswith("Open library")))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(future), ""))
+    win.action("box_tool").trigger()
+    assert len(dialogs) == 1 and dialogs[0][:2] == ("critical", "Cannot open the library")
+    assert "schema version 9, newer than this AV Studio" in dialogs[0][2]
+    assert win.library_panel.lib is None and not win.box_tool.active and not win.action("box_tool").isChecked()
+    assert future.read_bytes() == before
+
+
+def test_a_box_on_a_frame_past_the_clip_end_is_one_dialog_and_nothing_changes(qtbot, win, tmp_path, dialogs):
+    """The library holds the clip as 20 frames; its file was since replaced by a 40-frame one.
+    A box drawn on frame 30 is refused with one dialog (the clip and its length in it): no
+    revision written, nothing on the undo stack; a box on frame 10 is then saved as usual."""
+    import os
+
+    from avstudio.data.library import ClipLibrary
+
+    path = tmp_path / "media" / "grows.mp4"
+    path.parent.mkdir()
+    make_video(path, 20, size=(96, 64), fps=20)
+    lib_path = tmp_path / "lib.avlib"
+    with ClipLibrary(lib_path) as lib:
+        lib.import_files([str(path)])
+    longer = make_video(tmp_path / "longer.mp4", 40, size=(96, 64), fps=20)
+    os.replace(longer, path)
+    open_clip_in_library(qtbot, win, path, lib_path)
+    lib = win.library_panel.lib
+    row = lib.find(str(path))
+    win.viewer.seek_frame(30)
+    qtbot.waitUntil(lambda: win.viewer.current_frame == 30 and win.view.frame_index == 30, timeout=WAIT)
+    win.action("box_tool").trigger()
+    assert win.box_tool.active
+    stack = win.library_panel.annotator.undo_stack
+    n_undo = stack.count()
+    drag(win.view, (0.2, 0.2), (0.6, 0.7))
+    assert len(dialogs) == 1 and dialogs[0][:2] == ("critical", "Cannot save the boxes")
+    assert "past the end of" in dialogs[0][2] and "grows.mp4" in dialogs[0][2] and "20 frames" in dialogs[0][2]
+    assert lib.box_history(row.id) == [] and stack.count() == n_undo
+    assert win.view.box_layer is None and win.timeline.box_mark_times() == []
+    win.viewer.seek_frame(10)
+    qtbot.waitUntil(lambda: win.view.frame_index == 10, timeout=WAIT)
+    drag(win.view, (0.2, 0.2), (0.6, 0.7))
+    assert [f.frame for f in lib.box_frames(row.id)] == [10] and len(dialogs) == 1
