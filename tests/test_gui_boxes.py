@@ -221,10 +221,11 @@ def test_scores_in_the_panel_match_eval_library(qtbot, clip, tmp_path, dialogs):
         tool = w.box_tool
 
         def state():
-            job = tool._job
-            return (f"frames {tool.editor.annotated_frames()}, scored {sorted(tool.scores)}, maps {sorted(tool._maps)}, "
-                    f"job {None if job is None else (job.state, job.isRunning())}, pending {tool._pending}, "
-                    f"error {tool.last_error}, model {tool._model_key()} vs {tool._maps_key}")
+            a = tool.a
+            job = a.job
+            return (f"frames {tool.editor.annotated_frames()}, scored {sorted(a.scores)}, maps {sorted(a.maps)}, "
+                    f"job {None if job is None else (job.state, job.isRunning())}, pending {a.pending}, "
+                    f"error {a.last_error}, model {a.model_key()} vs {a.maps_key}")
 
         try:
             qtbot.waitUntil(lambda: len(tool.scores) == 3 and not tool.scoring, timeout=SLOW)

@@ -80,6 +80,141 @@ def score_frames_fn(bundle, path: str, frames: list, audio=None, progress=None, 
     return clip_frame_maps(bundle, path, frames, audio=audio, progress=progress, cancel=cancel)
 
 
+class FrameScorer(QObject):
+    """One model's scores on the open clip's annotated frames: its maps of those frames,
+    computed in the background (a Job) and kept, and every frame's current boxes scored against
+    them (no model run when boxes change). ``bundle_fn()`` gives the model (None: none loaded)."""
+
+    updated = Signal()  # scores changed, or scoring started, finished or failed
+
+    def __init__(self, tool: BoxTool, label: str, bundle_fn):
+        super().__init__(tool)
+        self.tool = tool
+        self.label = label
+        self.bundle_fn = bundle_fn
+        self.maps: dict[int, dict] = {}  # frame -> the model's maps (for the open clip and model)
+        self.maps_key: Optional[tuple] = None  # (clip path, model id)
+        self.audio = None
+        self.job: Optional[Job] = None
+        self.pending = False
+        self.scores: dict[int, dict] = {}  # frame -> scores (of the frame's current boxes)
+        self.last_error: Optional[str] = None
+
+    @property
+    def bundle(self):
+        return self.bundle_fn()
+
+    @property
+    def name(self) -> str:
+        b = self.bundle
+        return getattr(b, "name", "") if b is not None else ""
+
+    def model_key(self) -> Optional[tuple]:
+        b = self.bundle
+        path = self.tool.win.player.path
+        if b is None or path is None:
+            return None
+        try:
+            mid = b.model_id
+        except OSError:
+            mid = getattr(b, "name", "")
+        return (path, mid)
+
+    def reset(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.job = None
+        self.maps = {}
+        self.maps_key = None
+        self.audio = None
+        self.scores = {}
+        self.last_error = None
+        self.pending = False
+
+    def forget(self, frame: int) -> None:
+        self.scores.pop(frame, None)
+
+    def rescore(self) -> None:
+        """Scores of every annotated frame whose maps are known (cheap: no model run)."""
+        from ..analysis.box_eval import gt_baselines, scores_from_maps
+        from ..data.boxes import gt_map
+
+        ed = self.tool.editor
+        out = {}
+        if ed is not None and self.maps_key is not None and self.maps_key == self.model_key():
+            for f, bf in ed.frames.items():
+                if f in self.maps:
+                    gt = gt_map(bf.boxes, bf.map_rule)
+                    out[f] = {**scores_from_maps(self.maps[f], gt), **gt_baselines(gt)}
+        self.scores = out
+        self.updated.emit()
+
+    def request(self) -> None:
+        """Compute (in the background) the model's maps of annotated frames that lack them."""
+        ed = self.tool.editor
+        key = self.model_key()
+        if key != self.maps_key:
+            self.reset()
+            self.maps_key = key
+        if ed is None or key is None or not ed.frames:
+            self.rescore()
+            return
+        todo = [(f, ed.time_of(f)) for f in ed.annotated_frames() if f not in self.maps]
+        if not todo:
+            self.rescore()
+            return
+        if self.job is not None:
+            self.pending = True
+            return
+        job = Job(f"box-scores-{self.label}", score_frames_fn, self.bundle, key[0], todo, self.audio, nice=5)
+        job.done.connect(self._on_done)
+        job.failed.connect(self._on_failed)
+        self.job = job
+        self.pending = False
+        self.updated.emit()
+        job.start()
+
+    def _on_done(self, res: dict) -> None:
+        if self.sender() is not self.job:
+            return
+        self.job = None
+        self.audio = res["audio"]
+        self.maps.update(res["maps"])
+        self.rescore()
+        if self.pending:
+            self.request()
+
+    def _on_failed(self, msg: str) -> None:
+        if self.sender() is not self.job:
+            return
+        self.job = None
+        self.last_error = msg
+        self.updated.emit()
+
+    @property
+    def scoring(self) -> bool:
+        return self.job is not None
+
+    def summary(self, how: str) -> Optional[dict]:
+        """cIoU@0.5, AUC, mean cIoU and NSA over the clip's annotated frames scored so far."""
+        from ..analysis import metrics as M
+
+        if not self.scores:
+            return None
+        return M.summarise([v["model"] for v in self.scores.values()]).get(how)
+
+    def wait(self, timeout_ms: int = 60000) -> bool:  # test helper
+        from PySide6.QtCore import QCoreApplication, QElapsedTimer
+
+        t = QElapsedTimer()
+        t.start()
+        while self.job is not None and t.elapsed() < timeout_ms:
+            QCoreApplication.processEvents()
+            self.job.wait(20)
+        QCoreApplication.processEvents()
+        return self.job is None
+
+
 class BoxTool(QObject):
     """The box tool of a main window: actions, the view's box layer, the Boxes panel, scores."""
 
@@ -93,15 +228,12 @@ class BoxTool(QObject):
         self.active = False
         self.how = "0.5"
         self._taken: dict[int, tuple[QAction, list[QKeySequence]]] = {}
-        self._maps: dict[int, dict] = {}  # frame -> the model's maps (for the open clip and model)
-        self._maps_key: Optional[tuple] = None  # (clip path, model id)
-        self._audio = None
-        self._job: Optional[Job] = None
-        self._pending = False
-        self.scores: dict[int, dict] = {}  # frame -> scores (of the frame's current boxes)
+        #: the window's model's scores ("A"); a second model's join when the window has one
+        self.a = FrameScorer(self, "A", lambda: self.win.player.bundle)
+        self.scorers: list[FrameScorer] = [self.a]
+        self.a.updated.connect(self._on_scorer_updated)
         self.show_region = True  # outline the scored (binarised) heatmap on annotated frames
         self._region_cache = None
-        self.last_error: Optional[str] = None
         self._make_actions()
         self.panel = BoxPanel(self)
         view = win.view
@@ -560,28 +692,26 @@ class BoxTool(QObject):
         self.win.view.set_box_layer(layer)
 
     # ================================================================ scores
-    def _model_key(self) -> Optional[tuple]:
-        b = self.win.player.bundle
-        if b is None or self.win.player.path is None:
-            return None
-        try:
-            mid = b.model_id
-        except OSError:
-            mid = getattr(b, "name", "")
-        return (self.win.player.path, mid)
+    @property
+    def scores(self) -> dict[int, dict]:
+        """The window's model's scores, frame -> scores of the frame's current boxes."""
+        return self.a.scores
+
+    @property
+    def last_error(self) -> Optional[str]:
+        return self.a.last_error
+
+    @property
+    def scoring(self) -> bool:
+        return any(sc.scoring for sc in self.scorers)
 
     def _reset_scores(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self._job = None
-        self._maps = {}
-        self._maps_key = None
-        self._audio = None
-        self.scores = {}
-        self.last_error = None
+        for sc in self.scorers:
+            sc.reset()
 
     def _on_boxes_changed(self, frame: int) -> None:
-        self.scores.pop(frame, None)
+        for sc in self.scorers:
+            sc.forget(frame)
         self._refresh_marks()
         self._update_enabled()
         lp = getattr(self.win, "library_panel", None)
@@ -592,81 +722,25 @@ class BoxTool(QObject):
         self.changed.emit()
 
     def _rescore(self) -> None:
-        """Scores of every annotated frame whose maps are known (cheap: no model run)."""
-        from ..analysis.box_eval import gt_baselines, scores_from_maps
-        from ..data.boxes import gt_map
-
-        ed = self.editor
-        if ed is None:
-            self.scores = {}
-            return
-        out = {}
-        for f, bf in ed.frames.items():
-            if f in self._maps:
-                gt = gt_map(bf.boxes, bf.map_rule)
-                out[f] = {**scores_from_maps(self._maps[f], gt), **gt_baselines(gt)}
-        self.scores = out
-        self.scoresChanged.emit()
+        for sc in self.scorers:
+            sc.rescore()
 
     def _request_scores(self) -> None:
-        """Compute (in the background) the model's maps of annotated frames that lack them."""
-        ed = self.editor
-        key = self._model_key()
-        if ed is None or key is None or not ed.frames:
-            return
-        if key != self._maps_key:
-            self._reset_scores()
-            self._maps_key = key
-        todo = [(f, ed.time_of(f)) for f in ed.annotated_frames() if f not in self._maps]
-        if not todo:
-            self._rescore()
-            return
-        if self._job is not None:
-            self._pending = True
-            return
-        job = Job("box-scores", score_frames_fn, self.win.player.bundle, self.win.player.path, todo, self._audio, nice=5)
-        job.done.connect(self._on_scores)
-        job.failed.connect(self._on_scores_failed)
-        self._job = job
-        self._pending = False
-        self._update_panel()
-        job.start()
+        for sc in self.scorers:
+            sc.request()
 
-    def _on_scores(self, res: dict) -> None:
-        if self.sender() is not self._job:
-            return
-        self._job = None
-        self._audio = res["audio"]
-        self._maps.update(res["maps"])
-        self._rescore()
-        self._refresh_layer()
-        self._update_panel()
-        if self._pending:
-            self._request_scores()
-
-    def _on_scores_failed(self, msg: str) -> None:
-        if self.sender() is not self._job:
-            return
-        self._job = None
-        self.last_error = msg
-        self._update_panel()
-
-    @property
-    def scoring(self) -> bool:
-        return self._job is not None
+    def _on_scorer_updated(self) -> None:
+        if self.sender() is self.a:
+            self._refresh_layer()  # the scored region follows A's maps
+        self.scoresChanged.emit()
 
     def frame_scores(self, frame: Optional[int] = None) -> Optional[dict]:
         f = max(0, self.win.viewer.current_frame) if frame is None else frame
-        return self.scores.get(f)
+        return self.a.scores.get(f)
 
     def running_summary(self) -> Optional[dict]:
         """cIoU@0.5, AUC, mean cIoU and NSA over the clip's annotated frames scored so far."""
-        from ..analysis import metrics as M
-
-        if not self.scores:
-            return None
-        s = M.summarise([v["model"] for v in self.scores.values()])
-        return s.get(self.how)
+        return self.a.summary(self.how)
 
     def set_binarisation(self, how: str) -> None:
         self.how = how
@@ -681,7 +755,7 @@ class BoxTool(QObject):
         """The border of the region the score counts as the model's answer on this frame: its
         heatmap upsampled to the ground-truth grid, min-max normalised and binarised as chosen
         (line segments in frame coordinates; None before the frame is scored)."""
-        maps = self._maps.get(frame)
+        maps = self.a.maps.get(frame) if self.a.scores.get(frame) is not None else None
         if maps is None:
             return None
         key = (frame, self.how, id(maps))
@@ -701,15 +775,7 @@ class BoxTool(QObject):
         self.panel.update_all()
 
     def wait_scores(self, timeout_ms: int = 60000) -> bool:  # test helper
-        from PySide6.QtCore import QCoreApplication, QElapsedTimer
-
-        t = QElapsedTimer()
-        t.start()
-        while self._job is not None and t.elapsed() < timeout_ms:
-            QCoreApplication.processEvents()
-            self._job.wait(20)
-        QCoreApplication.processEvents()
-        return self._job is None
+        return all(sc.wait(timeout_ms) for sc in self.scorers)
 
 
 def _box_colour(b) -> tuple[int, int, int]:
