@@ -166,9 +166,11 @@ def test_failed_migration_rolls_back(tmp_path, monkeypatch):
     path = tmp_path / "lib.avlib"
     with ClipLibrary(path):
         pass
-    broken = libmod.MIGRATIONS + ["CREATE TABLE extra (x INTEGER); CREATE TABLE oops ("]
-    monkeypatch.setattr(libmod, "MIGRATIONS", broken)
-    monkeypatch.setattr(libmod, "SCHEMA_VERSION", len(broken))
+    from avstudio.data.library import schema
+
+    broken = schema.MIGRATIONS + ["CREATE TABLE extra (x INTEGER); CREATE TABLE oops ("]
+    monkeypatch.setattr(schema, "MIGRATIONS", broken)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(broken))
     with pytest.raises(DataError):
         ClipLibrary(path)
     raw = sqlite3.connect(path)

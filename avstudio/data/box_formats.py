@@ -388,7 +388,7 @@ def _keys(items: list[tuple[Any, list[BoxFrame]]]) -> list[tuple[Any, BoxFrame, 
 
 
 def export_vggss(lib: Any, out: str | os.PathLike) -> int:
-    from .library import _atomic_write_text
+    from .library.rows import _atomic_write_text
 
     rows = []
     for _c, f, key in _keys(_frames_by_clip(lib)):
@@ -408,7 +408,7 @@ def _px(v: float) -> int:
 
 def export_flickr(lib: Any, out: str | os.PathLike) -> int:
     """One ``ID.xml`` per annotated frame into the folder ``out`` (created if needed)."""
-    from .library import _atomic_write_text
+    from .library.rows import _atomic_write_text
 
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
@@ -441,7 +441,8 @@ def export_flickr(lib: Any, out: str | os.PathLike) -> int:
 def export_avstudio(lib: Any, out: str | os.PathLike, relative: bool = False,
                     base: Optional[str | os.PathLike] = None) -> int:
     """Our own JSON: every clip with boxes, its frames (index, time, rule, who, when, boxes)."""
-    from .library import _atomic_write_text, now_iso
+    from .library.rows import _atomic_write_text
+    from .stamps import now_iso
 
     out_abs = os.path.abspath(out)
     rel_to = os.path.abspath(base) if base is not None else (os.path.dirname(out_abs) if relative else None)
