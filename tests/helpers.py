@@ -10,7 +10,8 @@ reads it back from a decoded RGB frame of any size. Audio is one of
 * ``"noise"``   seeded white noise, amplitude 0.5 (for sample-exact checks with PCM);
 * ``"silence"``.
 
-Clips are tiny (64x64 by default) so tests stay fast. Containers are inferred from the
+Clips are tiny (64x64 by default) so tests stay fast. :func:`make_tiny_model` saves a randomly
+initialised model small enough to analyse a clip in a blink. Containers are inferred from the
 suffix; codecs default to what that container usually carries (mp4/mkv/mov: h264 + aac,
 webm: vp9 + opus, avi: mpeg4 + pcm).
 """
@@ -351,3 +352,38 @@ def isolate_gui(qapp, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("AVSTUDIO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("AVSTUDIO_SETTINGS", str(tmp_path / "settings.ini"))
     monkeypatch.setenv("AVSTUDIO_NO_AUDIO", "1")
+
+
+# ---------------------------------------------------------------- models
+
+def make_tiny_model(folder, separator: bool = True, counter: bool = False, seed: int = 0) -> Path:
+    """A randomly initialised model small enough to analyse a clip in a blink (8x8 heatmaps),
+    saved with ``save_tensors`` and a card like the trainer's."""
+    import torch
+
+    from avstudio.nets.checkpoint import component_tensors, save_tensors
+    from avstudio.nets.config import AVConfig, CounterConfig
+    from avstudio.nets.model import AVModel
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    cfg = AVConfig(frame_size=32, vis_channels=(8, 8, 8), aud_channels=(8, 8), embed_dim=16)
+    av = AVModel(cfg)
+    tensors = component_tensors("av", av)
+    comps = {"av": {"class": "AVModel", "config": cfg.to_dict()}}
+    if counter:
+        from avstudio.nets.counter import Counter
+
+        ccfg = CounterConfig(hidden=8, aud_channels=(4, 8))
+        tensors.update(component_tensors("counter", Counter(ccfg, cfg)))
+        comps["counter"] = {"class": "Counter", "config": ccfg.to_dict()}
+    if separator:
+        from avstudio.nets.separator import Separator, SeparatorConfig
+
+        scfg = SeparatorConfig(channels=(4, 8), feat_channels=4, head_hidden=4, cond_dim=16, n_bins=64)
+        tensors.update(component_tensors("sep", Separator(scfg)))
+        comps["sep"] = {"class": "Separator", "config": scfg.to_dict()}
+    card = {"kind": "avstudio-localizer", "components": comps, "stages": [], "data": {},
+            "command": "tests/helpers.py make_tiny_model", "created": "test"}
+    save_tensors(folder / "model.safetensors", tensors, card)
+    return folder

@@ -226,7 +226,7 @@ SLOW_CASES = {
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """A small model (AV + counter) saved as a MODEL file, as tests/test_nets.py does."""
+    """A small model (AV + counter) saved as a MODEL file, as tests/nets/test_nets.py does."""
     import torch
 
     from avstudio.nets.checkpoint import component_tensors, save_tensors

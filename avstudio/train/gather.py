@@ -17,7 +17,7 @@ feature map ``[D, h, w]`` (the position term scores audio centers against every 
 The scene-level ablation gathers the audio and visual maps instead. The local loss is scaled so
 that DDP's gradient averaging yields the gradient of the global-batch loss: with batch norm
 synchronised too (:func:`avstudio.train.distributed.sync_batchnorm`), one step of N ranks x
-B/N equals one single-process step of batch B up to float rounding (tests/test_distributed.py).
+B/N equals one single-process step of batch B up to float rounding (tests/train/test_distributed.py).
 """
 
 from __future__ import annotations

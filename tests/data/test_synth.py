@@ -25,7 +25,7 @@ from avstudio.data.synth import (
 )
 from avstudio.errors import Cancelled, DataError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(size=(96, 96), duration=1.5, fps=20)
 
 

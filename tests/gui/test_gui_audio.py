@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import make_video
+from helpers import make_tiny_model, make_video
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RATE = 48000
 
 ASOUNDRC = """
@@ -92,8 +92,6 @@ def _best_corr(x: np.ndarray, ref: np.ndarray) -> float:
 
 
 def test_soloed_cluster_is_what_the_device_plays(alsa_home):
-    from test_gui import make_tiny_model
-
     from avstudio.analysis.cache import AnalysisCache
     from avstudio.nets.checkpoint import load_model
 

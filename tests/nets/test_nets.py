@@ -105,29 +105,35 @@ class Boom:
         return (exec, ("open('PWNED','w').write('x')",))
 
 
+_BAD_FILES = {  # what the file holds instead of safetensors -> the word the refusal says
+    "pickle": (lambda good: pickle.dumps(Boom()), "pickle"),
+    "torchzip": (lambda good: b"PK\x03\x04" + b"\0" * 100, "zip"),
+    "truncated": (lambda good: good.read_bytes()[: good.stat().st_size // 2], "truncated"),
+    "empty": (lambda good: b"", "empty"),
+    "garbage": (lambda good: struct.pack("<Q", 10) + b"not json!!", "safetensors"),
+}
+
+
+@pytest.mark.parametrize("kind", list(_BAD_FILES))
+def test_checkpoint_refuses_what_is_not_safetensors(tmp_path, monkeypatch, kind):
+    monkeypatch.chdir(tmp_path)
+    good = tmp_path / "good.safetensors"
+    _write_model(good)
+    make, word = _BAD_FILES[kind]
+    p = tmp_path / f"{kind}.safetensors"
+    p.write_bytes(make(good))
+    p.with_suffix(".json").write_text(good.with_suffix(".json").read_text())
+    with pytest.raises(CheckpointError, match=word):
+        load_model(p)
+    assert not (tmp_path / "PWNED").exists()  # nothing from the file was executed
+
+
 def test_checkpoint_refusals(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     good = tmp_path / "good.safetensors"
     _write_model(good)
     card = json.loads(good.with_suffix(".json").read_text())
 
-    def with_card(name, data):
-        p = tmp_path / name
-        p.write_bytes(data)
-        p.with_suffix(".json").write_text(json.dumps(card))
-        return p
-
-    cases = {
-        "pickle": (with_card("pickle.safetensors", pickle.dumps(Boom())), "pickle"),
-        "torchzip": (with_card("zip.safetensors", b"PK\x03\x04" + b"\0" * 100), "zip"),
-        "truncated": (with_card("trunc.safetensors", good.read_bytes()[: good.stat().st_size // 2]), "truncated"),
-        "empty": (with_card("empty.safetensors", b""), "empty"),
-        "garbage": (with_card("garbage.safetensors", struct.pack("<Q", 10) + b"not json!!"), "safetensors"),
-    }
-    for _name, (path, word) in cases.items():
-        with pytest.raises(CheckpointError, match=word):
-            load_model(path)
-    assert not (tmp_path / "PWNED").exists()  # nothing from the file was executed
     # wrong shapes: a card that does not match the weights
     bad = tmp_path / "shape.safetensors"
     bad.write_bytes(good.read_bytes())

@@ -16,9 +16,9 @@ A killer sends SIGKILL to one of them at random moments (seeded); a killed app i
 Every write a process *acknowledges* (its line is logged only after the call returned, and
 for the CLI only after it exited 0) is checked at the end, with ``PRAGMA integrity_check``.
 
-    python tests/soak_library.py --seconds 600 --seed 1        # the long run (docs/reliability.md)
+    python tests/data/soak_library.py --seconds 600 --seed 1        # the long run (docs/reliability.md)
 
-The test suite runs a short version (tests/test_library_soak.py). The figures it prints:
+The test suite runs a short version (tests/data/test_library_soak.py). The figures it prints:
 operations per kind, kills per victim, acknowledged writes checked, and what failed.
 """
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve()
 
 TRAIN_ARGS = ["--stages", "1", "--epochs", "1", "--counter-epochs", "0", "--batch-clips", "2",

@@ -3,7 +3,7 @@
 The app (an equivalent process making the same core calls), the CLI, the trainer and the
 fine-tune workers the app starts all use one library while a killer sends SIGKILL to each
 kind at least once; then ``PRAGMA integrity_check`` must be ok and every write a process
-acknowledged must be in the file. tests/soak_library.py holds the driver; the long run and its
+acknowledged must be in the file. tests/data/soak_library.py holds the driver; the long run and its
 figures: docs/reliability.md.
 """
 

@@ -27,12 +27,13 @@ import torch
 from avstudio.data.lazy_manifest import LazyManifest, open_manifest, rows_with_count
 from avstudio.data.manifest import read_manifest, write_manifest
 from avstudio.data.synth import SynthConfig, generate
+from avstudio.errors import DataError
 from avstudio.nets.config import default_config
 from avstudio.train import distributed as D
 from avstudio.train.trainer import Row, TrainConfig, Trainer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo"}
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -299,8 +300,6 @@ def test_rank_shares_partition_every_global_batch(world, batch_clips):
 
 
 def test_lazy_manifest_reads_like_read_manifest(tmp_path, monkeypatch):
-    from avstudio.errors import DataError
-
     p = tmp_path / "m.csv"
     p.write_bytes('\ufeffpath,count,note\r\na.mp4,1,x\r\n\r\n"b, c.mp4",2,"two\nlines"\n/abs/d.mp4,,\n'
                   '"e""q.mp4",3,\u00fc\n'.encode())
@@ -312,13 +311,6 @@ def test_lazy_manifest_reads_like_read_manifest(tmp_path, monkeypatch):
     import pickle
 
     assert pickle.loads(pickle.dumps(lm))[3].path == want[3][0]  # DataLoader workers get a copy
-    for text, msg in [("path\na,1\n", "no 'count' column"), ("path,count\na,x\n", "line 2: count 'x'"),
-                      ("path,count\n,1\n", "line 2: empty path"), ("", "empty")]:
-        (tmp_path / "bad.csv").write_text(text)
-        with pytest.raises(DataError, match=msg):
-            LazyManifest(tmp_path / "bad.csv")
-        with pytest.raises(DataError, match=msg):
-            read_manifest(tmp_path / "bad.csv")
     # a big one: 200 000 rows, indexed (12 bytes a row), stage subsets as index arrays
     big = tmp_path / "big.csv"
     with open(big, "w") as fh:
@@ -333,6 +325,16 @@ def test_lazy_manifest_reads_like_read_manifest(tmp_path, monkeypatch):
     c2 = lm.with_count(2)
     assert len(c2) == 100_000 and c2[7].path == str(tmp_path / "clips" / "c000015.mp4")
     assert lm.count_summary() == {"1": 100_000, "2": 100_000}
+
+
+@pytest.mark.parametrize("text, msg", [("path\na,1\n", "no 'count' column"), ("path,count\na,x\n", "line 2: count 'x'"),
+                                       ("path,count\n,1\n", "line 2: empty path"), ("", "empty")])
+def test_bad_manifests_are_refused_by_both_readers(tmp_path, text, msg):
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(DataError, match=msg):
+        LazyManifest(tmp_path / "bad.csv")
+    with pytest.raises(DataError, match=msg):
+        read_manifest(tmp_path / "bad.csv")
 
 
 def test_worker_path_and_lazy_manifest_train_like_the_in_memory_path(bench, tmp_path):

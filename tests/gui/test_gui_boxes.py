@@ -14,21 +14,10 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
-from helpers import isolate_gui, make_video, record_dialogs  # noqa: E402
+from helpers import make_video  # noqa: E402
 
 WAIT = 60000
 SLOW = 600000  # ms: scoring shares two cores with the window's own analysis and other work
-
-
-@pytest.fixture(autouse=True)
-def _isolated(qapp, tmp_path, monkeypatch):
-    isolate_gui(qapp, tmp_path, monkeypatch)
-    monkeypatch.setenv("AVSTUDIO_WHO", "tester")
-
-
-@pytest.fixture
-def dialogs(monkeypatch):
-    return record_dialogs(monkeypatch)
 
 
 @pytest.fixture(scope="module")

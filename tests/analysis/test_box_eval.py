@@ -27,7 +27,7 @@ from avstudio.media import VideoReader, read_audio, write_wav
 from avstudio.nets.checkpoint import ModelBundle, load_model
 from helpers import make_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -212,15 +212,21 @@ def test_cli_eval_library_and_testset(model, boxed, tmp_path):
     r = run_cli("eval", "--testset", tmp_path / "fl", "--format", "flickr")
     assert r.returncode == 0 and json.loads(r.stdout)["n_frames"] == 5
     assert "Binarised at the median" in r.stderr  # the table, under both binarisations
-    for args, msg in [
-        (("--testset", tmp_path / "fl"), "--testset needs --format"),
-        (("--library", tmp_path / "nope.avlib"), "does not exist"),
-        (("--testset", tmp_path / "fl", "--format", "vggss"), "exactly one VGG-SS .json"),
-        (("--library", boxed / "lib.avlib", "--format", "vggss"), "go with --testset"),
-        (("--data", tmp_path, "--model", "models/default", "--model", "models/default"), "one --model"),
-    ]:
-        r = run_cli("eval", *args)
-        assert r.returncode == 2 and msg in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (lambda boxed, fl: ("--testset", fl), "--testset needs --format"),
+    (lambda boxed, fl: ("--library", fl.parent / "nope.avlib"), "does not exist"),
+    (lambda boxed, fl: ("--testset", fl, "--format", "vggss"), "exactly one VGG-SS .json"),
+    (lambda boxed, fl: ("--library", boxed / "lib.avlib", "--format", "vggss"), "go with --testset"),
+    (lambda boxed, fl: ("--data", fl.parent, "--model", "models/default", "--model", "models/default"), "one --model"),
+])
+def test_cli_eval_refuses_bad_box_options(boxed, tmp_path, args, msg):
+    fl = tmp_path / "fl"  # a test set laid out (frames/, audio/) but without a box file
+    (fl / "frames").mkdir(parents=True)
+    (fl / "audio").mkdir()
+    r = run_cli("eval", *args(boxed, fl))
+    assert r.returncode == 2 and msg in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
 def test_library_without_boxes_says_so(tmp_path):

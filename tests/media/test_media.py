@@ -47,7 +47,7 @@ from helpers import (
     make_video,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SR = 16000
 
 
@@ -531,15 +531,15 @@ def test_cli_info_prints_json(clip):
     assert d["duration"] == pytest.approx(2.0)
 
 
-def test_cli_info_bad_inputs_one_line(bad_files):
-    for kind in BAD:
-        path, words = bad_files[kind]
-        r = _cli("info", str(path))
-        assert r.returncode != 0, kind
-        lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1, (kind, r.stderr)
-        assert "Traceback" not in r.stderr and words in lines[0], (kind, r.stderr)
-        assert r.stdout == ""
+@pytest.mark.parametrize("kind", BAD)
+def test_cli_info_bad_inputs_one_line(bad_files, kind):
+    path, words = bad_files[kind]
+    r = _cli("info", str(path))
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr and words in lines[0], r.stderr
+    assert r.stdout == ""
 
 
 # ---------------------------------------------------------------- memory

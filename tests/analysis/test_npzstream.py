@@ -46,15 +46,9 @@ def test_rows_of_another_shape_are_refused(tmp_path):
 def test_analysis_streamed_matches_the_one_kept_in_memory(tmp_path):
     """analyze_clip(sink=...) then save() writes the same file as the in-memory path (up to the
     float16 the in-memory path keeps while it runs), and keeps no per-frame maps."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_gui import make_tiny_model
-
     from avstudio.analysis.localize import analyze_clip
     from avstudio.nets.checkpoint import load_model
-    from helpers import make_video
+    from helpers import make_tiny_model, make_video
 
     clip = make_video(tmp_path / "c.mp4", 40, size=(64, 48), audio_kind="noise")
     bundle = load_model(make_tiny_model(tmp_path / "m"))

@@ -84,11 +84,18 @@ def test_prepare_run_freezes_the_clips_and_builds_the_command(lib, tmp_path):
     with pytest.raises(DataError, match="already holds a run"):
         (tmp_path / "run" / "run.json").write_text("{}")
         J.prepare_run(lib, spec)
-    for bad, match in ((dict(stages=[]), "at least one"), (dict(stages=[3]), "C3"),
-                       (dict(base=str(tmp_path / "nope")), "does not exist"),
-                       (dict(only_stage=5), "no annotated clip")):
-        with pytest.raises(DataError, match=match):
-            J.prepare_run(lib, J.FinetuneSpec(**{**spec.to_dict(), "run_dir": str(tmp_path / "r2"), **bad}))
+
+
+@pytest.mark.parametrize("bad, match", [(dict(stages=[]), "at least one"), (dict(stages=[3]), "C3"),
+                                        (dict(base="nope"), "does not exist"), (dict(only_stage=5), "no annotated clip")])
+def test_prepare_run_refuses_what_cannot_run(lib, tmp_path, bad, match):
+    base = tmp_path / "base.safetensors"
+    base.write_bytes(b"x")
+    spec = dict(library=lib.path, run_dir=str(tmp_path / "r2"), base=str(base), stages=[1, 2], threads=1)
+    if "base" in bad:
+        bad = {"base": str(tmp_path / bad["base"])}
+    with pytest.raises(DataError, match=match):
+        J.prepare_run(lib, J.FinetuneSpec(**{**spec, **bad}))
 
 
 def test_sync_run_records_epochs_stages_and_the_final_model(lib, tmp_path):

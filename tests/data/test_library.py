@@ -26,7 +26,7 @@ from avstudio.data.library import SCHEMA_VERSION, ClipLibrary
 from avstudio.errors import Cancelled, DataError
 from helpers import make_random_bytes, make_text, make_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- fixtures
@@ -398,9 +398,6 @@ def test_annotation_history_and_undo(tmp_path, lib, templates):
     assert row.annotated and row.count is None and row.stage == "C5"  # stage from the prediction
     assert lib.annotated_manifest_rows() == []  # no count: nothing to train on
 
-    for bad in (17, -1, 2.5, "3", True):
-        with pytest.raises(DataError):
-            lib.annotate(r.id, bad)
     with pytest.raises(DataError, match="no clip"):
         lib.annotate(9999, 1)
     with pytest.raises(DataError):
@@ -438,9 +435,21 @@ def test_clips_filters_orders_and_manifest_rows(tmp_path, lib, templates):
     assert [(m["clip_id"], m["count"], m["unsure"]) for m in manifest] == [
         (ids[0], 1, False), (ids[1], 2, True), (ids[2], 2, False)]
     assert [m["clip_id"] for m in lib.annotated_manifest_rows(include_unsure=False)] == [ids[0], ids[2]]
-    for bad in ({"filter": "weird"}, {"order_by": "path; DROP TABLE clips"}, {"stage": "C99"}):
-        with pytest.raises(DataError):
-            lib.clips(**bad)
+
+
+@pytest.mark.parametrize("bad", [17, -1, 2.5, "3", True])
+def test_annotate_refuses_a_count_that_is_not_one(tmp_path, lib, templates, bad):
+    (r,) = lib_with_clips(lib, templates, tmp_path / "m", 1)
+    with pytest.raises(DataError, match="count"):
+        lib.annotate(r.id, bad)
+    assert not lib.get(r.id).annotated
+
+
+@pytest.mark.parametrize("bad", [{"filter": "weird"}, {"order_by": "path; DROP TABLE clips"}, {"stage": "C99"}])
+def test_clip_queries_refuse_unknown_filters_orders_and_stages(lib, bad):
+    with pytest.raises(DataError):
+        lib.clips(**bad)
+    assert lib.clips() == []  # and the table is still there
 
 
 def test_next_unannotated_order(tmp_path, lib, templates):

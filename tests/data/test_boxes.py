@@ -23,7 +23,7 @@ from avstudio.data.library import SCHEMA_VERSION, ClipLibrary
 from avstudio.errors import DataError
 from helpers import make_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -425,19 +425,27 @@ def test_cli_boxes_import_export_list_set(lib, tmp_path):
                                                 "source": 2, "label": "bird"}
     r = run_cli("library", "boxes", "set", path, cat.id, "--time", "0.08")  # no box: remove them
     assert r.returncode == 0 and "removed" in r.stdout
-    # bad inputs: one line each, exit 2
-    for args, msg in [
-        (("set", path, cat.id, "--frame", 2, "--box", "0.1,0.1,1.9,0.4"), "outside the frame"),
-        (("set", path, cat.id, "--frame", 900, "--box", "0.1,0.1,0.4,0.4"), "past the end"),
-        (("import", path, tmp_path / "nope.json"), "does not exist"),
-        (("import", path, REPO / "README.md"), "not a box file AV Studio reads"),
-    ]:
-        r = run_cli("library", "boxes", *args)
-        assert r.returncode == 2 and msg in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
     r = run_cli("library", "stats", path)
     assert "boxes          4 on 3 frames of 2 clips" in r.stdout
     r = run_cli("library", "boxes", "import", path, out)
     assert r.returncode == 0 and "unchanged 3" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("args, msg", [
+    (lambda path, cat, tmp: ("set", path, cat.id, "--frame", 2, "--box", "0.1,0.1,1.9,0.4"), "outside the frame"),
+    (lambda path, cat, tmp: ("set", path, cat.id, "--frame", 900, "--box", "0.1,0.1,0.4,0.4"), "past the end"),
+    (lambda path, cat, tmp: ("import", path, tmp / "nope.json"), "does not exist"),
+    (lambda path, cat, tmp: ("import", path, REPO / "README.md"), "not a box file AV Studio reads"),
+])
+def test_cli_boxes_refuses_bad_input_in_one_line(lib, tmp_path, args, msg):
+    cat, _dog = annotate_some(lib)
+    path = lib.path
+    before = lib.box_stats()
+    lib.close()
+    r = run_cli("library", "boxes", *args(path, cat, tmp_path))
+    assert r.returncode == 2 and msg in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    with ClipLibrary(path, create=False) as again:
+        assert again.box_stats() == before  # nothing changed
 
 
 # ---------------------------------------------------------------- the box tool's editor (Qt-free)

@@ -22,43 +22,10 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from helpers import isolate_gui, make_random_bytes, make_text, make_video, record_dialogs  # noqa: E402
+from helpers import make_random_bytes, make_text, make_tiny_model, make_video  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WAIT = 30000  # ms: generous, the machine is shared
-
-
-def make_tiny_model(folder, separator: bool = True, counter: bool = False, seed: int = 0) -> Path:
-    """A randomly initialised model small enough to analyse a clip in a blink (8x8 heatmaps),
-    saved with ``save_tensors`` and a card like the trainer's."""
-    import torch
-
-    from avstudio.nets.checkpoint import component_tensors, save_tensors
-    from avstudio.nets.config import AVConfig, CounterConfig
-    from avstudio.nets.model import AVModel
-
-    torch.manual_seed(seed)
-    folder = Path(folder)
-    cfg = AVConfig(frame_size=32, vis_channels=(8, 8, 8), aud_channels=(8, 8), embed_dim=16)
-    av = AVModel(cfg)
-    tensors = component_tensors("av", av)
-    comps = {"av": {"class": "AVModel", "config": cfg.to_dict()}}
-    if counter:
-        from avstudio.nets.counter import Counter
-
-        ccfg = CounterConfig(hidden=8, aud_channels=(4, 8))
-        tensors.update(component_tensors("counter", Counter(ccfg, cfg)))
-        comps["counter"] = {"class": "Counter", "config": ccfg.to_dict()}
-    if separator:
-        from avstudio.nets.separator import Separator, SeparatorConfig
-
-        scfg = SeparatorConfig(channels=(4, 8), feat_channels=4, head_hidden=4, cond_dim=16, n_bins=64)
-        tensors.update(component_tensors("sep", Separator(scfg)))
-        comps["sep"] = {"class": "Separator", "config": scfg.to_dict()}
-    card = {"kind": "avstudio-localizer", "components": comps, "stages": [], "data": {},
-            "command": "tests/test_gui.py make_tiny_model", "created": "test"}
-    save_tensors(folder / "model.safetensors", tensors, card)
-    return folder
 
 
 @pytest.fixture(scope="session")
@@ -73,17 +40,6 @@ def assets(tmp_path_factory):
         "model": str(make_tiny_model(d / "model")),
         "model_nosep": str(make_tiny_model(d / "model_nosep", separator=False)),
     }
-
-
-@pytest.fixture(autouse=True)
-def _isolated(qapp, tmp_path, monkeypatch):
-    isolate_gui(qapp, tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def dialogs(monkeypatch):
-    """Record QMessageBox calls instead of showing them."""
-    return record_dialogs(monkeypatch)
 
 
 def open_window(qtbot, model, **kw):
