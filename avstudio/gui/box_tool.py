@@ -339,6 +339,7 @@ class BoxTool(QObject):
                 self.editor.set_frame(max(0, self.win.viewer.current_frame))
         self._reset_scores()
         self._refresh_all()
+        self._request_scores()  # a clip that has boxes is scored at once (the tool on or off)
 
     def _on_clip_opened(self, path: str) -> None:
         self._make_editor()

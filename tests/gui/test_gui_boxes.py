@@ -392,3 +392,33 @@ def test_a_box_on_a_frame_past_the_clip_end_is_one_dialog_and_nothing_changes(qt
     qtbot.waitUntil(lambda: win.view.frame_index == 10, timeout=WAIT)
     drag(win.view, (0.2, 0.2), (0.6, 0.7))
     assert [f.frame for f in lib.box_frames(row.id)] == [10] and len(dialogs) == 1
+
+
+def test_a_clip_with_boxes_is_scored_when_opened(qtbot, clip, tmp_path, dialogs):
+    """Opening a library clip that has boxes (the box tool off) scores its annotated frames:
+    jumping to one shows the model's cIoU there without pressing B first."""
+    from test_gui import make_tiny_model, open_window
+
+    from avstudio.data.boxes import make_box
+    from avstudio.data.library import ClipLibrary
+
+    lib_path = tmp_path / "lib.avlib"
+    with ClipLibrary(lib_path) as lib:
+        lib.import_files([str(clip)])
+        row = lib.find(str(clip))
+        for f in (8, 30):
+            lib.set_frame_boxes(row.id, f, f / 20, [make_box(0.2, 0.2, 0.7, 0.8)])
+    w = open_window(qtbot, str(make_tiny_model(tmp_path / "hsa", separator=False)))
+    try:
+        open_clip_in_library(qtbot, w, clip, lib_path)
+        tool = w.box_tool
+        assert not tool.active
+        qtbot.waitUntil(lambda: sorted(tool.scores) == [8, 30] and not tool.scoring, timeout=SLOW)
+        w.action("box_next_frame").trigger()
+        qtbot.waitUntil(lambda: w.viewer.current_frame == 8, timeout=WAIT)
+        qtbot.waitUntil(lambda: "on this frame: cIoU <b>" in tool.panel.frame_scores.text(), timeout=WAIT)
+        assert f"cIoU <b>{tool.scores[8]['model']['0.5']['ciou']:.2f}</b>" in tool.panel.frame_scores.text()
+        assert "2 of 2 annotated frames scored" in tool.panel.clip_scores.text()
+        assert dialogs == []
+    finally:
+        w.shutdown()
