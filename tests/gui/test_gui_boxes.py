@@ -14,7 +14,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
-from helpers import make_video  # noqa: E402
+from helpers import make_tiny_model, make_video  # noqa: E402
 
 WAIT = 60000
 SLOW = 600000  # ms: scoring shares two cores with the window's own analysis and other work
@@ -26,10 +26,10 @@ def clip(tmp_path_factory):
     return make_video(d / "tone.mp4", 40, size=(96, 64), fps=20, audio_kind="counter")
 
 
-def make_win(qtbot, load_model: bool):
+def make_win(qtbot, load_model: bool, model=None):
     from avstudio.gui.main_window import MainWindow
 
-    w = MainWindow(audio=False, load_model=load_model)
+    w = MainWindow(model_path=model, audio=False, load_model=load_model)
     qtbot.addWidget(w)
     w.resize(1200, 800)
     w.show()
@@ -397,8 +397,6 @@ def test_a_box_on_a_frame_past_the_clip_end_is_one_dialog_and_nothing_changes(qt
 def test_a_clip_with_boxes_is_scored_when_opened(qtbot, clip, tmp_path, dialogs):
     """Opening a library clip that has boxes (the box tool off) scores its annotated frames:
     jumping to one shows the model's cIoU there without pressing B first."""
-    from test_gui import make_tiny_model, open_window
-
     from avstudio.data.boxes import make_box
     from avstudio.data.library import ClipLibrary
 
@@ -408,7 +406,7 @@ def test_a_clip_with_boxes_is_scored_when_opened(qtbot, clip, tmp_path, dialogs)
         row = lib.find(str(clip))
         for f in (8, 30):
             lib.set_frame_boxes(row.id, f, f / 20, [make_box(0.2, 0.2, 0.7, 0.8)])
-    w = open_window(qtbot, str(make_tiny_model(tmp_path / "hsa", separator=False)))
+    w = make_win(qtbot, load_model=True, model=str(make_tiny_model(tmp_path / "hsa", separator=False)))
     try:
         open_clip_in_library(qtbot, w, clip, lib_path)
         tool = w.box_tool
