@@ -439,12 +439,25 @@ def bench_separation_section(bundle, seconds: float, repeats: int) -> dict[str, 
 
 
 _GUI_CHILD = r"""
-import json, sys
+import faulthandler, json, sys
+faulthandler.dump_traceback_later(float(sys.argv[4]), exit=False)  # where it was, if it runs out of time
 from avstudio.gui.bench import run_gui_bench
 kw = json.loads(sys.argv[3])
 res = run_gui_bench(sys.argv[1], model=(sys.argv[2] or None), **kw)
 print("AVSTUDIO-GUI-BENCH " + json.dumps(res, default=str), flush=True)
 """
+
+
+def _kill_group(p: subprocess.Popen) -> tuple[str, str]:
+    """SIGKILL the process group ``p`` leads (started with ``start_new_session``), reap it and
+    return what it wrote (stdout, stderr)."""
+    import signal
+
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, AttributeError):
+        p.kill()
+    return p.communicate()
 
 
 def bench_gui(video, model_path: Optional[str], kwargs: dict, timeout: float = 900) -> dict[str, Any]:
@@ -464,12 +477,22 @@ def bench_gui(video, model_path: Optional[str], kwargs: dict, timeout: float = 9
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     t = time.perf_counter()
+    # its own process group: a timeout kills the GUI process and the training load it started
+    p = subprocess.Popen([sys.executable, "-c", _GUI_CHILD, str(video), model_path or "", json.dumps(kwargs),
+                          str(max(1.0, timeout - 10))],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root,
+                         start_new_session=True)
     try:
-        r = subprocess.run([sys.executable, "-c", _GUI_CHILD, str(video), model_path or "", json.dumps(kwargs)],
-                           capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
+        stdout, stderr = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        _, stderr = _kill_group(p)
         base["note"] = f"the GUI benchmark did not finish in {timeout:.0f} s"
+        base["stderr_tail"] = (stderr or "")[-4000:]  # the threads' stacks, dumped just before
         return base
+    except BaseException:  # interrupted (Ctrl+C, a test's timeout): leave nothing running
+        _kill_group(p)
+        raise
+    r = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
     for line in r.stdout.splitlines():
         if line.startswith("AVSTUDIO-GUI-BENCH "):
             res = json.loads(line.split(" ", 1)[1])

@@ -48,7 +48,7 @@ def test_bench_quick_tiny_writes_every_key(tiny_run):
     # separation (a random separator: the tiny model has none) and the GUI (offscreen, beside a
     # training process) were measured
     assert res["separation"]["available"] and res["separation"]["stems_s"] > 0, res["separation"]["note"]
-    assert res["gui"]["available"], res["gui"]["note"]
+    assert res["gui"]["available"], (res["gui"]["note"], res["gui"].get("stderr_tail"))
     assert res["gui"]["render_fps"] > 0 and res["gui"]["loop_ms_p99"] is not None
     assert res["gui"]["loop_under_training"] and res["gui"]["loop_ticks"] >= 1
     assert "randomly initialised small model" in res["model"]["note"]
@@ -85,3 +85,35 @@ def test_repeat_clip_makes_a_long_valid_clip_cheaply(tmp_path):
         assert sum(1 for _ in vr.frames(size=(16, 16))) == 125
         vr.frame(110)  # seeking into a later repetition
     assert abs(len(read_audio(long, 16000)) / 16000 - 5.0) < 0.1
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_gui_benchmarks_training_load_ends_with_the_process_that_started_it():
+    """A GUI benchmark killed half-way (its timeout, Ctrl+C) must not leave its training load
+    running forever: the load ends by itself once its parent is gone."""
+    import signal
+    import time
+
+    code = ("import os; from avstudio.gui.bench import training_load; "
+            "p = training_load('small'); print(p.pid, flush=True); os._exit(0)")  # dies, load still running
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    pid = int(r.stdout)
+    try:
+        deadline = time.monotonic() + 120  # a bound on waiting, not a speed: it ends within a second
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _running(pid), "the training load outlived the benchmark that started it"
+    finally:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)

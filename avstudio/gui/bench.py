@@ -98,7 +98,15 @@ class LoopProbe:
 
 
 _TRAINING_LOAD = r"""
-import sys
+import os, sys, threading, time
+parent = int(sys.argv[2])  # the benchmark's pid (os.getppid() now could already be after its death)
+
+def orphaned():  # the benchmark that started us is gone (killed, timed out): stop at once
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+threading.Thread(target=orphaned, daemon=True).start()
 from avstudio.bench import bench_training
 while True:
     bench_training(sys.argv[1], "cpu", 16, 2, 20)
@@ -107,9 +115,10 @@ while True:
 
 def training_load(arch: str = "default") -> subprocess.Popen:
     """A process running the trainer's inner loop until it is killed (the CPU load of a
-    fine-tuning run beside the player)."""
-    return subprocess.Popen([sys.executable, "-c", _TRAINING_LOAD, arch], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    fine-tuning run beside the player). It also ends by itself within half a second of its
+    parent's death, so a benchmark killed half-way never leaves it running."""
+    return subprocess.Popen([sys.executable, "-c", _TRAINING_LOAD, arch, str(os.getpid())],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def startup_seconds(video_path: str, model=None, repeats: int = 1) -> list[float]:
