@@ -9,6 +9,13 @@ into k audio centers; each ground-truth source is given the cluster whose center
 closest to the embedding of that source's clean stem alone (an assignment made by sound,
 never by looking at the heatmaps), and that cluster's heatmap is scored against that
 source's mask. So "each sound's heatmap on its own object" is what is measured.
+
+AVIN (:mod:`avstudio.nets.avin`) has no clusters: one heatmap per frame. On C1 it is scored
+against the one source's mask like the clustering model; on C2+ it is scored against the
+**union** of the sounding objects' masks (the field's protocol for single-map methods: the
+union of the boxes). So that the two methods can be set side by side on C2+, the clustering
+model is scored that way too (its union heatmap: the pixel-wise maximum of its k maps),
+under ``"union"`` beside its per-source scores.
 """
 
 from __future__ import annotations
@@ -118,14 +125,64 @@ def load_samples(data: str | Path, cfg, frames_per_clip: int = 4, levels: Option
     return out
 
 
+def _union_scores(heat: np.ndarray, s: Sample, res: dict, baselines: bool) -> None:
+    """Score one heatmap against the union of the sample's sounding objects (into res)."""
+    g = s.masks.any(0)
+    if g.sum() == 0:
+        return
+    res["model"].append(M.score_heatmap(heat, g))
+    if baselines:
+        res["whole_image"].append(M.score_heatmap(np.ones(g.shape, np.float32), g))
+        res["center_prior"].append(M.score_heatmap(M.center_prior(g.shape), g))
+
+
+def _summaries(res: dict) -> dict:
+    out = {name: M.summarise(v) for name, v in res.items() if v}
+    out["n_samples"] = len(res["model"])
+    return out
+
+
+@torch.no_grad()
+def avin_localization_scores(avin, samples: Sequence[Sample], batch: int = 32, baselines: bool = True) -> dict:
+    """AVIN's per-level summaries: C1 against the source's mask; C2+ against the union of the
+    sounding objects (under ``"union"``), with the whole-image and center-prior baselines."""
+    dev = next(avin.parameters()).device
+    out: dict[str, dict] = {}
+    for lvl in sorted({s.level for s in samples if s.level >= 1}):
+        group = [s for s in samples if s.level == lvl]
+        res = {"model": [], "whole_image": [], "center_prior": []}
+        for b in range(0, len(group), batch):
+            chunk = group[b:b + batch]
+            fr = torch.from_numpy(np.stack([s.frame for s in chunk])).to(dev)
+            wv = torch.from_numpy(np.stack([s.wave for s in chunk])).to(dev)
+            heat = avin.heatmap(fr, wv).cpu().numpy()
+            for i, s in enumerate(chunk):
+                _union_scores(heat[i], s, res, baselines)
+        summ = _summaries(res)
+        out[f"C{lvl}"] = summ if lvl == 1 else {"union": summ, "n_samples": summ["n_samples"]}
+    return out
+
+
+def scores_for(model, samples: Sequence[Sample], batch: int = 32, baselines: bool = True) -> dict:
+    """Per-level localization summaries of either kind of localizer."""
+    from ..nets.avin import AVINModel
+
+    if isinstance(model, AVINModel):
+        return avin_localization_scores(model, samples, batch, baselines)
+    return localization_scores(model, samples, batch, baselines)
+
+
 @torch.no_grad()
 def localization_scores(av, samples: Sequence[Sample], batch: int = 32, baselines: bool = True) -> dict:
-    """Per-level summaries: model, aligned center, unaligned center, whole image, center prior."""
+    """Per-level summaries: model, aligned center, unaligned center, whole image, center prior;
+    on C2+ also ``"union"``: the pixel-wise maximum of the k maps against the union of the
+    sounding objects (the protocol of single-map methods such as AVIN)."""
     dev = next(av.parameters()).device
     by_level: dict[int, dict[str, list]] = {}
     for lvl in sorted({s.level for s in samples if s.level >= 1}):
         group = [s for s in samples if s.level == lvl]
         res = {"model": [], "aligned_center": [], "unaligned_center": [], "whole_image": [], "center_prior": []}
+        union = {"model": [], "whole_image": [], "center_prior": []}
         for b in range(0, len(group), batch):
             chunk = group[b:b + batch]
             fr = torch.from_numpy(np.stack([s.frame for s in chunk])).to(dev)
@@ -141,6 +198,8 @@ def localization_scores(av, samples: Sequence[Sample], batch: int = 32, baseline
             pm = perm.cpu().numpy()
             for i, s in enumerate(chunk):
                 shape = s.masks.shape[1:]
+                if lvl >= 2:
+                    _union_scores(heat[i].max(0), s, union, baselines)
                 for src in range(lvl):
                     g = s.masks[src]
                     if g.sum() == 0:
@@ -154,43 +213,68 @@ def localization_scores(av, samples: Sequence[Sample], batch: int = 32, baseline
                         res["center_prior"].append(M.score_heatmap(M.center_prior(shape), g))
                         if s.frame.ndim == 4:  # a stack of frames: the motion-only baseline too
                             res.setdefault("motion_prior", []).append(M.score_heatmap(M.motion_prior(s.frame), g))
-        by_level[lvl] = {name: M.summarise(v) for name, v in res.items() if v}
-        by_level[lvl]["n_samples"] = len(res["model"])
+        by_level[lvl] = _summaries(res)
+        if lvl >= 2:
+            by_level[lvl]["union"] = _summaries(union)
     return {f"C{k}": v for k, v in by_level.items()}
 
 
 def make_val_fn(data: str | Path, cfg=None, frames_per_clip: int = 2, max_clips: int = 40):
-    """A validation callback for the trainer: primary cIoU@0.5 etc. at the stage's level.
-    Samples are read with the input settings of the model it is given (``cfg`` is unused, kept
-    for callers)."""
-    cache: dict[int, list[Sample]] = {}
+    """A validation callback for the trainer: primary cIoU@0.5 etc. at the stage's level (AVIN on
+    C2+: its single map against the union of the sounding objects). Samples are read at the
+    model's input settings (``cfg`` is not used: kept for callers that pass one)."""
+    cache: dict[tuple, list[Sample]] = {}
 
     def val(av, k: int) -> dict:
-        if k not in cache:
-            cache[k] = load_samples(data, av.cfg, frames_per_clip, levels=[k], max_clips=max_clips)
-        if not cache[k]:
+        mcfg = av.cfg
+        key = (k, mcfg.frame_size, mcfg.sample_rate, mcfg.audio_samples, mcfg.stack)
+        if key not in cache:
+            cache[key] = load_samples(data, mcfg, frames_per_clip, levels=[k], max_clips=max_clips)
+        if not cache[key]:
             return {}
-        r = localization_scores(av, cache[k], baselines=False).get(f"C{k}", {})
+        r = scores_for(av, cache[key], baselines=False).get(f"C{k}", {})
+        if "model" not in r:
+            r = r.get("union", {})
         m = r.get("model", {}).get(M.PRIMARY, {})
         return {"ciou@0.5": m.get("ciou@0.5"), "mean_ciou": m.get("mean_ciou"), "nsa": m.get("nsa")}
 
     return val
 
 
+def _input_key(cfg) -> tuple:
+    return (cfg.frame_size, cfg.sample_rate, cfg.audio_samples, cfg.stack)
+
+
 def evaluate(bundle, data: str | Path, frames_per_clip: int = 4, max_clips: Optional[int] = None,
-             separation: bool = True, progress: ProgressFn | None = None, cancel=None) -> dict:
+             separation: bool = True, progress: ProgressFn | None = None, cancel=None,
+             samples: Optional[list[Sample]] = None) -> dict:
+    """Localization (either kind of model), counting and separation (where the model has them).
+    ``samples``: already loaded at this model's input settings (:func:`compare` shares them)."""
     t0 = time.time()
-    cfg = bundle.av.cfg
-    samples = load_samples(data, cfg, frames_per_clip, max_clips=max_clips, progress=progress, cancel=cancel)
+    net = bundle.localizer
+    if net is None:
+        raise DataError(f"{bundle.name}: the model holds no localizer to evaluate")
+    cfg = net.cfg
+    if samples is None:
+        samples = load_samples(data, cfg, frames_per_clip, max_clips=max_clips, progress=progress, cancel=cancel)
     if not samples:
         raise DataError(f"{data}: no clip with sounding sources to evaluate")
-    loc = localization_scores(bundle.av, samples)
+    loc = scores_for(net, samples)
+    if bundle.kind == "avin":
+        primary = (f"'model' = AVIN's one heatmap per frame (cosine of the audio embedding with every "
+                   f"position), binarised at {M.PRIMARY} of the min-max normalised map; on C1 scored "
+                   "against the source's mask, on C2+ (under 'union') against the union of the sounding "
+                   "objects (AVIN has no per-source maps); 'median' binarisation reported beside it")
+    else:
+        primary = (f"'model' = heatmap of each sound's audio center, binarised at {M.PRIMARY} "
+                   "of the min-max normalised map; 'median' binarisation reported beside it; on C2+ "
+                   "'union' = the maximum of the k maps against the union of the sounding objects")
     result = {
         "model": bundle.name,
+        "method": bundle.kind,
         "data": str(data),
         "frames_per_clip": frames_per_clip,
-        "primary": f"'model' = heatmap of each sound's audio center, binarised at {M.PRIMARY} "
-                   "of the min-max normalised map; 'median' binarisation reported beside it",
+        "primary": primary,
         "localization": loc,
     }
     if bundle.counter is not None:
@@ -207,8 +291,87 @@ def evaluate(bundle, data: str | Path, frames_per_clip: int = 4, max_clips: Opti
             pred.append(n)
             emit(progress, "count", i + 1, len(rows))
         result["counting"] = M.counting_summary(true, pred)
-    if separation and bundle.separator is not None:
+    if separation and bundle.separator is not None and bundle.av is not None:
         result["separation"] = evaluate_separation(bundle, data, max_clips=max_clips, progress=progress,
                                                    cancel=cancel)
     result["seconds"] = time.time() - t0
     return result
+
+
+def compare(bundles: Sequence, data: str | Path, frames_per_clip: int = 4, max_clips: Optional[int] = None,
+            separation: bool = True, progress: ProgressFn | None = None, cancel=None,
+            labels: Optional[Sequence[str]] = None) -> dict:
+    """Several models on the same samples of ``data``: each model's :func:`evaluate` result
+    and one comparison table (:func:`comparison_rows`, :func:`comparison_markdown`)."""
+    t0 = time.time()
+    labels = list(labels or [chr(ord("A") + i) for i in range(len(bundles))])
+    cache: dict[tuple, list[Sample]] = {}
+    results = []
+    for lab, b in zip(labels, bundles):
+        net = b.localizer
+        if net is None:
+            raise DataError(f"{b.name}: the model holds no localizer to evaluate")
+        key = _input_key(net.cfg)
+        if key not in cache:
+            cache[key] = load_samples(data, net.cfg, frames_per_clip, max_clips=max_clips, progress=progress,
+                                      cancel=cancel)
+        r = evaluate(b, data, frames_per_clip, max_clips, separation, progress, cancel, samples=cache[key])
+        r["label"] = lab
+        results.append(r)
+    rows = comparison_rows(results)
+    return {"data": str(data), "frames_per_clip": frames_per_clip, "models": results, "comparison": rows,
+            "table": comparison_markdown(results, rows),
+            "notes": ["Same clips and frames for every model (the held-out folder given by --data).",
+                      "C2+ 'per source': each sound's own heatmap against its own object (the "
+                      "clustering model only: AVIN has one map per frame).",
+                      "C2+ 'union': one map against the union of the sounding objects: AVIN's map; the "
+                      "clustering model's pixel-wise maximum of its k maps.",
+                      f"Primary binarisation: {M.PRIMARY} of the min-max normalised map; 'median' beside it."],
+            "seconds": time.time() - t0}
+
+
+def comparison_rows(results: Sequence[dict]) -> list[dict]:
+    """One row per (level, protocol, binarisation): each model's cIoU@0.5, AUC, mean cIoU and NSA
+    (None where the protocol does not apply to it) and the baselines of the same samples."""
+    levels = sorted({lv for r in results for lv in r["localization"]}, key=lambda x: int(x[1:]))
+    rows = []
+    for lv in levels:
+        protocols = ["source"] if lv == "C1" else ["per source", "union"]
+        for proto in protocols:
+            for how in M.BINARISATIONS:
+                row: dict = {"level": lv, "protocol": proto, "binarisation": how, "models": {}, "baselines": {}}
+                for r in results:
+                    block = r["localization"].get(lv, {})
+                    if proto == "union":
+                        block = block.get("union", {})
+                    m = block.get("model", {}).get(how)
+                    row["models"][r["label"]] = None if m is None else {
+                        k: m[k] for k in ("ciou@0.5", "auc", "mean_ciou", "nsa", "n")}
+                    for base in ("unaligned_center", "center_prior", "whole_image"):
+                        v = block.get(base, {}).get(how)
+                        if v is not None and base not in row["baselines"]:
+                            row["baselines"][base] = {k: v[k] for k in ("ciou@0.5", "auc", "nsa")}
+                if any(v is not None for v in row["models"].values()):
+                    rows.append(row)
+    return rows
+
+
+def comparison_markdown(results: Sequence[dict], rows: Sequence[dict]) -> str:
+    """The comparison as a Markdown table (cIoU@0.5 / AUC / NSA per model, then the baselines)."""
+    def f(x):
+        return "—" if x is None or (isinstance(x, float) and x != x) else f"{x:.2f}"
+
+    names = [f"{r['label']}: {r['model']} ({'AVIN' if r.get('method') == 'avin' else 'HSA'})" for r in results]
+    head = ["level", "protocol", "bin."] + [f"{n} cIoU@0.5 / AUC / NSA" for n in names] + \
+        ["unaligned center (HSA control)", "center prior", "whole image"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["level"], row["protocol"], row["binarisation"]]
+        for r in results:
+            m = row["models"].get(r["label"])
+            cells.append("—" if m is None else f"{f(m['ciou@0.5'])} / {f(m['auc'])} / {f(m['nsa'])}")
+        for base in ("unaligned_center", "center_prior", "whole_image"):
+            b = row["baselines"].get(base)
+            cells.append("—" if b is None else f"{f(b['ciou@0.5'])} / {f(b['auc'])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

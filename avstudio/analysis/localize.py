@@ -9,6 +9,11 @@ Cluster identity is kept stable over time: the k audio centers of each window ar
 the order that best matches a running average of the previous windows' centers, so
 cluster 0 is the same sound from the first frame to the last (the GUI colours and the
 stems depend on it).
+
+An AVIN model (:mod:`avstudio.nets.avin`) has no clusters: it gives one heatmap per frame
+(k = 1), the cosine of the window's audio embedding with every position, min-max normalised
+per frame (exactly the map its evaluation binarises at 0.5); it has no aligned or unaligned
+visual centers and no separator conditioning, so those arrays are absent from its analysis.
 """
 
 from __future__ import annotations
@@ -79,10 +84,10 @@ class ClipAnalysis:
     frame_indices: np.ndarray  # [T] int
     times: np.ndarray  # [T] float64 seconds
     heatmaps: np.ndarray  # [T, k, h, w] float32 0..1 (audio center vs positions)
-    aligned: np.ndarray  # [T, k, h, w] float32 (aligned visual center's assignment mask)
-    unaligned: np.ndarray  # [T, h, w] float32 (the paper's control)
-    visual_vectors: np.ndarray  # [T, k, D] aligned visual centers (separator conditioning)
-    audio_centers: np.ndarray  # [T, k, D]
+    aligned: Optional[np.ndarray]  # [T, k, h, w] float32 (aligned visual center's mask; None: AVIN)
+    unaligned: Optional[np.ndarray]  # [T, h, w] float32 (the paper's control; None: AVIN)
+    visual_vectors: Optional[np.ndarray]  # [T, k, D] aligned visual centers (separator conditioning; None: AVIN)
+    audio_centers: np.ndarray  # [T, k, D] (AVIN: its unit audio embedding, k = 1)
     timings: dict = field(default_factory=dict)
     model: str = ""
     count_prediction: Optional[dict] = None
@@ -93,10 +98,12 @@ class ClipAnalysis:
     # analysed with a sink (``analyze_clip(..., sink=)``): heatmaps, aligned and unaligned went
     # to the sink batch by batch and are None here; save() completes the sink's .npz
     sink: Optional[Any] = None
+    method: str = "hsa"  # "hsa" (clusters) or "avin" (one map per frame)
 
     def small_arrays(self) -> dict[str, np.ndarray]:
-        d = {"times": self.times.astype(np.float64), "frames": self.frame_indices,
-             "visual_vectors": self.visual_vectors.astype(np.float32)}
+        d = {"times": self.times.astype(np.float64), "frames": self.frame_indices}
+        if self.visual_vectors is not None:
+            d["visual_vectors"] = self.visual_vectors.astype(np.float32)
         if self.attended_vectors is not None:
             d["attended_vectors"] = self.attended_vectors.astype(np.float32)
         return d
@@ -113,14 +120,20 @@ class ClipAnalysis:
                 self.sink.finish(self.small_arrays())
             heatmap_shape = list(self.sink.shape("heatmaps")[1:])
         else:
-            np.savez_compressed(out / "heatmaps.npz", heatmaps=self.heatmaps.astype(np.float32),
-                                aligned=self.aligned.astype(np.float32),
-                                unaligned=self.unaligned.astype(np.float32), **self.small_arrays())
+            maps = {"heatmaps": self.heatmaps.astype(np.float32)}
+            if self.aligned is not None:
+                maps["aligned"] = self.aligned.astype(np.float32)
+            if self.unaligned is not None:
+                maps["unaligned"] = self.unaligned.astype(np.float32)
+            np.savez_compressed(out / "heatmaps.npz", **maps, **self.small_arrays())
             heatmap_shape = list(self.heatmaps.shape[1:])
-        summary = {"video": self.path, "model": self.model, "k": self.k, "fps": self.fps,
+        summary = {"video": self.path, "model": self.model, "method": self.method, "k": self.k, "fps": self.fps,
                    "frames": int(len(self.times)),
                    "heatmap_shape": heatmap_shape, "timings": self.timings,
                    "count_prediction": self.count_prediction}
+        if self.method == "avin":
+            summary["note"] = ("AVIN: one heatmap per frame (k = 1, no clusters): the cosine of the audio "
+                               "embedding with every position, min-max normalised per frame")
         if extra_summary:
             summary.update(extra_summary)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -342,11 +355,17 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
     """
     from ..media import VideoReader, iter_audio, probe
 
-    if bundle.av is None:
-        raise AVStudioError(f"{bundle.name}: this model has no clustering-alignment network")
+    net = bundle.localizer
+    if net is None:
+        raise AVStudioError(f"{bundle.name}: this model has no localizer (no clustering-alignment or AVIN network)")
+    is_avin = bundle.kind == "avin"
+    if is_avin and k not in (None, 1):
+        raise AVStudioError(f"{bundle.name} is an AVIN model: it gives one heatmap per frame (k = 1), not {k}")
     if threads:
         torch.set_num_threads(threads)
-    av = bundle.av.eval()
+    av = net.eval()
+    if is_avin:
+        from ..nets.avin import minmax01
     cfg = av.cfg
     S = cfg.frame_size
     dev = next(av.parameters()).device
@@ -355,7 +374,9 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
         raise MediaError(f"{show(path)} has no video stream to analyse (it holds audio only)")
     t_start = time.perf_counter()
     count_pred = None
-    if k is None:
+    if is_avin:
+        k = 1
+    elif k is None:
         if bundle.counter is not None and info.has_audio:
             n, conf, lam = predict_count(bundle, path)
             count_pred = {"count": n, "confidence": conf, "rate": lam}
@@ -379,7 +400,7 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
     pending: list[tuple[int, float, np.ndarray]] = []
     # the separator's conditioning, computed here from the visual maps already at hand
     # (saves recomputing them from decoded frames when stems are wanted)
-    sep = bundle.separator
+    sep = bundle.separator if not is_avin else None
     attend_tau = None
     attended: list = []
     if sep is not None and sep.cfg.conditioning == "attended":
@@ -392,34 +413,41 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
         tm = time.perf_counter()
         fr = _to_tensor_frames([p[2] for p in pending]).to(dev)
         wv = torch.from_numpy(np.stack([ring.window(p[1]) for p in pending])).to(dev)
-        vis = av.visual(fr)
-        aud, w = av.audio(wv)
-        A, _ = av.audio_centers(aud, w, k)
-        # keep cluster identity over time: order each window's centers like the running ref.
-        # A sequential loop of k x k problems: done in numpy, since tiny torch ops on a
-        # multi-threaded pool cost milliseconds each on a busy CPU (measured 1.1 s per batch
-        # of 32 with 2 threads on 2 loaded cores, 15 ms in numpy; `avstudio bench`)
-        if k > 1:
-            An = A.detach().cpu().numpy().copy()
-            perms = _permutations(k)
-            rows = np.arange(k)
-            for b in range(An.shape[0]):
-                if ref is None:
-                    ref = An[b].copy()
-                sim = (ref[:, None, :] * An[b][None, :, :]).sum(-1)  # [k, k]
-                An[b] = An[b][perms[int(sim[rows, perms].mean(-1).argmax())]]
-                r = 0.9 * ref + 0.1 * An[b]
-                ref = r / np.maximum(np.sqrt((r * r).sum(-1, keepdims=True)), 1e-6)
-            A = torch.from_numpy(An).to(A.device)
-        loc = av.localize_features(vis, aud, w, k, audio_centers=A)
-        V = torch.gather(loc.visual_centers, 1, loc.match.unsqueeze(-1).expand(-1, -1, loc.visual_centers.shape[-1]))
-        out = {"heatmaps": loc.heatmaps.cpu().numpy().astype(np.float32),
-               "aligned": loc.aligned.cpu().numpy().astype(np.float32),
-               "unaligned": loc.unaligned.cpu().numpy().astype(np.float32),
-               "visual_vectors": V.cpu().numpy().astype(np.float32),
-               "audio_centers": A.cpu().numpy().astype(np.float32)}
-        if attend_tau is not None:
-            out["attended"] = attend(vis, A, attend_tau).cpu().numpy().astype(np.float32)
+        if is_avin:  # one map per frame: cos(audio embedding, every position), min-max normalised
+            fv = av.visual_map(fr)
+            fa = av.audio_embedding(wv)
+            out = {"heatmaps": minmax01(av.heatmap_features(fv, fa)).unsqueeze(1).cpu().numpy().astype(np.float32),
+                   "audio_centers": torch.nn.functional.normalize(fa, dim=1)[:, None].cpu().numpy().astype(np.float32)}
+        else:
+            vis = av.visual(fr)
+            aud, w = av.audio(wv)
+            A, _ = av.audio_centers(aud, w, k)
+            # keep cluster identity over time: order each window's centers like the running ref.
+            # A sequential loop of k x k problems: done in numpy, since tiny torch ops on a
+            # multi-threaded pool cost milliseconds each on a busy CPU (measured 1.1 s per batch
+            # of 32 with 2 threads on 2 loaded cores, 15 ms in numpy; `avstudio bench`)
+            if k > 1:
+                An = A.detach().cpu().numpy().copy()
+                perms = _permutations(k)
+                rows = np.arange(k)
+                for b in range(An.shape[0]):
+                    if ref is None:
+                        ref = An[b].copy()
+                    sim = (ref[:, None, :] * An[b][None, :, :]).sum(-1)  # [k, k]
+                    An[b] = An[b][perms[int(sim[rows, perms].mean(-1).argmax())]]
+                    r = 0.9 * ref + 0.1 * An[b]
+                    ref = r / np.maximum(np.sqrt((r * r).sum(-1, keepdims=True)), 1e-6)
+                A = torch.from_numpy(An).to(A.device)
+            loc = av.localize_features(vis, aud, w, k, audio_centers=A)
+            V = torch.gather(loc.visual_centers, 1,
+                             loc.match.unsqueeze(-1).expand(-1, -1, loc.visual_centers.shape[-1]))
+            out = {"heatmaps": loc.heatmaps.cpu().numpy().astype(np.float32),
+                   "aligned": loc.aligned.cpu().numpy().astype(np.float32),
+                   "unaligned": loc.unaligned.cpu().numpy().astype(np.float32),
+                   "visual_vectors": V.cpu().numpy().astype(np.float32),
+                   "audio_centers": A.cpu().numpy().astype(np.float32)}
+            if attend_tau is not None:
+                out["attended"] = attend(vis, A, attend_tau).cpu().numpy().astype(np.float32)
         fi_a = np.array([p[0] for p in pending])
         ti_a = np.array([p[1] for p in pending])
         pending.clear()
@@ -430,16 +458,18 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
         if not len(fi):
             return
         if sink is not None:
-            sink.append("heatmaps", out["heatmaps"])
-            sink.append("aligned", out["aligned"])
-            sink.append("unaligned", out["unaligned"])
+            for name in ("heatmaps", "aligned", "unaligned"):
+                if name in out:
+                    sink.append(name, out[name])
             hv = out["heatmaps"]
         else:
             hv = out["heatmaps"].astype(np.float16)
             heat.append(hv)
-            aligned.append(out["aligned"].astype(np.float16))
-            unaligned.append(out["unaligned"].astype(np.float16))
-        vvecs.append(out["visual_vectors"])
+            if "aligned" in out:
+                aligned.append(out["aligned"].astype(np.float16))
+                unaligned.append(out["unaligned"].astype(np.float16))
+        if "visual_vectors" in out:
+            vvecs.append(out["visual_vectors"])
         if attend_tau is not None:
             attended.append(out["attended"])
         acent.append(out["audio_centers"])
@@ -505,9 +535,10 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
     return ClipAnalysis(
         path=str(path), k=k, fps=fps, frame_indices=np.concatenate(idxs), times=np.concatenate(times),
         heatmaps=None if sink is not None else _cat32(heat),
-        aligned=None if sink is not None else _cat32(aligned),
-        unaligned=None if sink is not None else _cat32(unaligned),
-        visual_vectors=_cat32(vvecs), audio_centers=_cat32(acent), timings=timings, model=bundle.name,
+        aligned=None if sink is not None or is_avin else _cat32(aligned),
+        unaligned=None if sink is not None or is_avin else _cat32(unaligned),
+        visual_vectors=None if is_avin else _cat32(vvecs), audio_centers=_cat32(acent), timings=timings,
+        model=bundle.name, method="avin" if is_avin else "hsa",
         count_prediction=count_pred, attended_vectors=_cat32(attended) if attend_tau is not None else None,
         attended_tau=float(attend_tau if attend_tau is not None else 0.05), sink=sink)
 

@@ -2,8 +2,10 @@
 
 Three sources of ground truth: a synthetic benchmark folder (``--data``), the box annotations
 of a clip library (``--library``), or a public test set in the layout it is distributed in
-(``--testset DIR --format vggss|flickr``). With boxes, several ``--model`` flags score every
-model on the same frames; the table goes to stderr (and to ``--table FILE``).
+(``--testset DIR --format vggss|flickr``). Several ``--model`` flags score every model (either
+kind: the clustering model or AVIN) on the same frames; the table goes to stderr (and to
+``--table FILE``). With ``--data`` the table is per level (C2+: per source and against the union
+of the sounding objects, see docs/avin.md).
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ def register(sub):
         description="Scores a model with the baselines, as JSON on stdout. --data: a held-out folder made by "
                     "`avstudio synth` (localization, separation, counting). --library: every frame with boxes "
                     "in a clip library (docs/boxes.md). --testset DIR --format vggss|flickr: a test set laid "
-                    "out as distributed (frames/ID.jpg, audio/ID.wav, the box file). With boxes, give --model "
-                    "several times to score several models on the same frames; a table (per clip and overall) "
-                    "is printed on stderr.")
+                    "out as distributed (frames/ID.jpg, audio/ID.wav, the box file). Give --model several times "
+                    "to score several models (either kind) on the same frames; a table (--data: per level; "
+                    "boxes: per clip and overall) is printed on stderr.")
     p.add_argument("--model", action="append", default=None,
-                   help="MODEL file or folder (default: the shipped model); with --library/--testset, repeat "
-                        "to score several models")
+                   help="MODEL file or folder (default: the shipped model); repeat to score several models "
+                        "on the same frames")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="benchmark folder made by `avstudio synth` (other seeds)")
     src.add_argument("--library", metavar="LIB", help="clip library: score every frame that has boxes")
@@ -33,7 +35,8 @@ def register(sub):
     p.add_argument("--no-separation", action="store_true", help="--data: skip separation")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
-    p.add_argument("--table", default=None, help="--library/--testset: also write the table (Markdown) here")
+    p.add_argument("--table", default=None, help="also write the comparison table (Markdown) here (--data: "
+                                                 "with two or more --model)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table on stderr")
     return p
 
@@ -48,10 +51,10 @@ def run(args) -> int:
 
     models = args.model or [None]
     if args.data is not None:
-        if len(models) > 1:
-            raise AVStudioError("--data scores one --model at a time")
-        if args.format or args.boxes or args.table:
-            raise AVStudioError("--format, --boxes and --table go with --library or --testset")
+        if args.format or args.boxes:
+            raise AVStudioError("--format and --boxes go with --testset")
+        if args.table and len(models) < 2:
+            raise AVStudioError("--table with --data needs two or more --model")
     if args.testset is not None and not args.format:
         raise AVStudioError("--testset needs --format vggss or --format flickr")
     if args.library is not None and (args.format or args.boxes):
@@ -60,11 +63,18 @@ def run(args) -> int:
     bundles = [load_model(m, device=args.device) for m in models]
     progress = tqdm_progress(disable=args.quiet, leave=False)
     try:
-        if args.data is not None:
+        if args.data is not None and len(bundles) == 1:
             from ..analysis.evaluate import evaluate
 
             res = evaluate(bundles[0], args.data, frames_per_clip=args.frames_per_clip, max_clips=args.max_clips,
                            separation=not args.no_separation, progress=progress)
+        elif args.data is not None:  # several models on the same samples, one table per level
+            from ..analysis.evaluate import compare
+
+            res = compare(bundles, args.data, frames_per_clip=args.frames_per_clip, max_clips=args.max_clips,
+                          separation=not args.no_separation, progress=progress)
+            for m, r in zip(models, res["models"]):
+                r["path"] = m
         else:
             res = _boxes(args, bundles, models, progress)
     finally:

@@ -1,4 +1,5 @@
-"""`avstudio train`: curriculum training / fine-tuning (single process or under torchrun)."""
+"""`avstudio train`: curriculum training / fine-tuning (single process or under torchrun), of the
+clustering-alignment model (``--method hsa``, the default) or of AVIN (``--method avin``)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,24 @@ def register(sub):
     p.add_argument("--out", required=True, help="run folder (checkpoints, cards, the final model)")
     p.add_argument("--stages", type=_ints, default=None, help="source counts in order, e.g. 1,2 (default: all present)")
     p.add_argument("--init", default=None, help="MODEL to fine-tune (file or folder)")
+    p.add_argument("--method", choices=["hsa", "avin"], default=None,
+                   help="hsa: the clustering-alignment model (default); avin: the Induction Network, one "
+                        "heatmap per frame (default with --init: the kind of the MODEL)")
+    p.add_argument("--visual-trunk", choices=["conv", "resnet18"], default="conv",
+                   help="avin: the visual trunk of a new model (conv: the stride-4 net, 28x28 maps from "
+                        "112 px; resnet18: torchvision's layout, layer4 at stride 1)")
+    p.add_argument("--visual-weights", default=None, metavar="FILE",
+                   help="avin + resnet18: start the trunk from a torchvision-format ResNet-18 weights file "
+                        "you have (e.g. resnet18-f37072fd.pth; read with weights_only=True, fc.* dropped)")
+    p.add_argument("--visual-init", default=None, metavar="MODEL",
+                   help="avin + conv trunk: start the trunk from a clustering model's visual encoder (e.g. "
+                        "models/default), as the reference starts from a pretrained network")
+    p.add_argument("--trunk-lr-scale", type=float, default=1.0,
+                   help="avin: the visual trunk learns at lr x this (the reference: 0.1 for its pretrained trunk)")
+    p.add_argument("--frame-size", type=int, default=None,
+                   help="avin: frame size of a new model in pixels (default 112; the reference uses 224)")
+    p.add_argument("--moments", type=int, default=None,
+                   help="moments per clip in a batch (default: 2 for hsa, same-clip negatives; 1 for avin)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--epochs", type=_epochs, default=8,
                    help="epochs per stage: one number, or one per stage (e.g. 8,4,2; default 8)")
@@ -147,13 +166,36 @@ def rows_from_args(args):
 def run(args) -> int:
     import json
 
-    from ..errors import DataError
+    from ..errors import AVStudioError, DataError
     from ..progress import tqdm_progress
     from ..train import distributed as D
     from ..train.trainer import TrainConfig, Trainer
 
     rows, summary = rows_from_args(args)
-    tcfg = TrainConfig(stages=args.stages, epochs=args.epochs, batch_clips=args.batch_clips,
+
+    method = args.method
+    if method is None and args.init:
+        from ..nets.checkpoint import load_model
+
+        method = "avin" if load_model(args.init).kind == "avin" else "hsa"
+    method = method or "hsa"
+    if method != "avin" and (args.visual_trunk != "conv" or args.frame_size is not None):
+        raise AVStudioError("--visual-trunk and --frame-size are for --method avin")
+    if args.visual_weights and args.visual_trunk != "resnet18":
+        raise AVStudioError("--visual-weights initialises a ResNet-18 trunk: add --visual-trunk resnet18")
+    if args.frame_size is not None and not 32 <= args.frame_size <= 1024:
+        raise AVStudioError("--frame-size must be between 32 and 1024")
+    moments = args.moments if args.moments is not None else (1 if method == "avin" else 2)
+    if moments < 1:
+        raise AVStudioError("--moments must be >= 1")
+    if args.trunk_lr_scale != 1.0 and method != "avin":
+        raise AVStudioError("--trunk-lr-scale is for --method avin")
+    if not args.trunk_lr_scale > 0:
+        raise AVStudioError("--trunk-lr-scale must be > 0")
+    if args.visual_init and (method != "avin" or args.visual_trunk != "conv" or args.visual_weights):
+        raise AVStudioError("--visual-init is for --method avin with the conv trunk (and without --visual-weights)")
+    tcfg = TrainConfig(method=method, visual_weights=args.visual_weights, visual_init=args.visual_init,
+                       moments=moments, trunk_lr_scale=args.trunk_lr_scale, stages=args.stages, epochs=args.epochs, batch_clips=args.batch_clips,
                        clip_repeats=args.clip_repeats, lr=args.lr, seed=args.seed,
                        alignment=args.alignment, counter_epochs=args.counter_epochs,
                        max_minutes=args.max_minutes, device=args.device, threads=args.threads,
@@ -177,14 +219,25 @@ def run(args) -> int:
 
     overrides = arch_overrides(args.arch_set)
     objective = None
-    if args.init and overrides:
-        allowed = {"bg_negatives", "temperature", "heat_temperature"}
-        bad = sorted(set(overrides) - allowed)
-        if bad:
-            raise DataError(f"--arch-set {bad[0]} cannot change a model given with --init (only "
-                            f"{', '.join(sorted(allowed))}: how it is trained, not its architecture)")
-        objective = overrides
-    model_cfg = None if args.init else default_config(args.arch, alignment=args.alignment, **overrides)
+    if method == "avin":
+        from ..nets.avin import AVIN_ARCHS, avin_config
+
+        if args.arch not in AVIN_ARCHS:
+            raise AVStudioError(f"--arch {args.arch} is a clustering-model architecture; AVIN has "
+                                f"{' and '.join(AVIN_ARCHS)}")
+        if overrides:
+            raise AVStudioError("--arch-set is for the clustering model (AVIN: --visual-trunk, --frame-size)")
+        extra = {"frame_size": args.frame_size} if args.frame_size else {}
+        model_cfg = None if args.init else avin_config(args.arch, visual_trunk=args.visual_trunk, **extra)
+    else:
+        if args.init and overrides:
+            allowed = {"bg_negatives", "temperature", "heat_temperature"}
+            bad = sorted(set(overrides) - allowed)
+            if bad:
+                raise DataError(f"--arch-set {bad[0]} cannot change a model given with --init (only "
+                                f"{', '.join(sorted(allowed))}: how it is trained, not its architecture)")
+            objective = overrides
+        model_cfg = None if args.init else default_config(args.arch, alignment=args.alignment, **overrides)
     trainer = Trainer(rows, args.out, tcfg, model_cfg=model_cfg, init=args.init, progress=progress, val_fn=val_fn,
                       command=command, data_summary=summary, objective=objective)
     try:

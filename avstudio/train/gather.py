@@ -126,4 +126,51 @@ class GatheredContrastive(nn.Module):
         return gathered_contrastive_loss(self.model, frames, wave, k, alignment, pos_weight, sizes)
 
 
-__all__ = ["all_gather_rows", "gathered_contrastive_loss", "GatheredContrastive"]
+def gathered_avin_loss(model, frames: torch.Tensor, wave: torch.Tensor,
+                       sizes: Optional[Sequence[int]] = None):
+    """AVIN's (loss, accuracy) for this rank's share of the global batch, as one process with the
+    whole batch would compute it.
+
+    Two collectives per step, both with gradient: every rank's induction vectors and audio
+    embeddings (``[D]`` + ``[D]`` per sample: this rank's maps are scored against every induction
+    vector, and its induction vectors against every audio window), then every rank's rows of the
+    pooled scores ``SP``, ``SN`` (the visual loss's other direction needs whole columns). The
+    loss is scaled as :func:`gathered_contrastive_loss`'s (``world_size / G`` x this rank's
+    sums), so DDP's averaging of gradients gives the gradient of the global-batch loss.
+    """
+    if not _distributed():
+        return model(frames, wave)
+    W, r = dist.get_world_size(), dist.get_rank()
+    if sizes is None:
+        t = torch.tensor([frames.shape[0]], dtype=torch.int64,
+                         device=frames.device if dist.get_backend() == "nccl" else "cpu")
+        out = [torch.zeros_like(t) for _ in range(W)]
+        dist.all_gather(out, t)
+        sizes = [int(x.item()) for x in out]
+    sizes = [int(s) for s in sizes]
+    b, G, off = sizes[r], sum(sizes), sum(sizes[:r])
+    if frames.shape[0] != b:
+        raise ValueError(f"rank {r}: batch of {frames.shape[0]} pairs but sizes say {b}")
+    fv = model.visual_map(frames)
+    fa = model.audio_embedding(wave)
+    parts = model.objective(fv, fa, gather=lambda x: all_gather_rows(x, sizes), offset=off)
+    loss = (W / G) * (parts["visual"] + parts["alignment"])
+    return loss, parts["acc"]
+
+
+class GatheredAVIN(nn.Module):
+    """Wraps an AVINModel so that DistributedDataParallel(…) computes the gathered AVIN loss;
+    the same call as :class:`GatheredContrastive` (``k``, ``alignment`` and ``pos_weight`` are
+    the clustering model's and ignored)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames, wave, k: int = 1, alignment: Optional[str] = None, pos_weight: float = 0.5,
+                sizes: Optional[Sequence[int]] = None):
+        return gathered_avin_loss(self.model, frames, wave, sizes)
+
+
+__all__ = ["all_gather_rows", "gathered_contrastive_loss", "GatheredContrastive", "gathered_avin_loss",
+           "GatheredAVIN"]

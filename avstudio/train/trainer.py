@@ -1,4 +1,4 @@
-"""The curriculum trainer of the clustering-alignment model and its source counter.
+"""The curriculum trainer of the clustering-alignment model and its source counter, and of AVIN.
 
 Clips are graded by their number of sound sources (from the manifest; predicted by the
 counter of ``init`` where a count is missing). Stages C1, C2, ... run in order, k set to
@@ -12,6 +12,10 @@ A run folder holds::
     stages/C<k>.safetensors   the model at the end of each stage (+ .json card)
     model.safetensors         the final model (+ model.json, its card)
     history.jsonl             one line per epoch: stage, epoch, loss, acc, val metrics, time
+
+``method="avin"`` trains the Induction Network (:mod:`avstudio.nets.avin`) with the same data,
+stages, batches, progress, checkpoints, resume and torchrun support; it has no clusters (the
+stage's k is not used) and no counter.
 
 Running the same command again resumes after the last finished epoch (at most one epoch
 is lost to Ctrl-C or kill -9); a finished run is reported and left as it is. Progress goes
@@ -38,14 +42,17 @@ from ..analysis.localize import predict_count
 from ..data.clips import ClipWindows, augment_frames, collate_windows
 from ..data.lazy_manifest import count_values, is_lazy, labelled_rows, present_counts, rows_with_count
 from ..errors import Cancelled, CheckpointError, DataError
+from ..nets.avin import AVINConfig, AVINModel, load_resnet18_weights
 from ..nets.checkpoint import component_tensors, load_model, save_tensors
 from ..nets.config import AVConfig, CounterConfig
 from ..nets.counter import Counter, rate_to_count
 from ..nets.model import AVModel
 from ..progress import ProgressFn, emit
 from . import distributed as D
-from .gather import GatheredContrastive
+from .gather import GatheredAVIN, GatheredContrastive
 from .resume import finished_run, load_checkpoint, trim_history
+
+METHODS = ("hsa", "avin")
 
 
 @dataclass
@@ -74,6 +81,10 @@ class TrainConfig:
     # later stages: this share of the steps trains on clips of the earlier stages (each such
     # step on one earlier level, with that level's k): replay, against forgetting them
     replay: float = 0.0
+    method: str = "hsa"  # "hsa": the clustering-alignment model; "avin": the Induction Network
+    visual_weights: Optional[str] = None  # avin + resnet18 trunk: a torchvision-format ResNet-18 file
+    visual_init: Optional[str] = None  # avin + conv trunk: start it from this clustering model's visual encoder
+    trunk_lr_scale: float = 1.0  # avin: the visual trunk's learning rate = lr x this (the reference: 0.1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,7 +133,7 @@ def set_lr(opt: torch.optim.Optimizer, tcfg: TrainConfig, progress: float, stage
     if tcfg.schedule == "cosine":
         lr = lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0))))
     for g in opt.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)
 
 
 def grade_rows(rows: Sequence[Row], init_bundle=None, cfg: AVConfig | None = None,
@@ -145,6 +156,24 @@ def grade_rows(rows: Sequence[Row], init_bundle=None, cfg: AVConfig | None = Non
         out.append(r)
         emit(progress, "grading", i + 1, len(rows))
     return out
+
+
+def _trunk_from_clustering_model(avin: AVINModel, path: str) -> dict:
+    """Start AVIN's conv trunk from a clustering model's visual encoder (the same layers), the
+    way the reference starts from an ImageNet network: a visual trunk trained elsewhere."""
+    b = load_model(path)
+    if b.av is None:
+        raise CheckpointError(f"{path}: --visual-init needs a clustering-alignment model (its visual encoder)")
+    if avin.cfg.visual_trunk != "conv":
+        raise DataError("--visual-init starts the conv trunk: it does not apply to --visual-trunk resnet18")
+    src, dst = b.av.visual.body, avin.visual_trunk.body
+    if tuple(b.av.cfg.vis_channels) != tuple(avin.cfg.vis_channels) or b.av.cfg.frame_size != avin.cfg.frame_size:
+        raise DataError(f"{path}: its visual encoder (channels {list(b.av.cfg.vis_channels)}, frames "
+                        f"{b.av.cfg.frame_size} px) does not match this AVIN's trunk (channels "
+                        f"{list(avin.cfg.vis_channels)}, frames {avin.cfg.frame_size} px)")
+    dst.load_state_dict(src.state_dict(), strict=True)
+    return {"model": str(path), "from": "the clustering model's visual encoder (av.visual.body)",
+            "tensors": len(src.state_dict())}
 
 
 class Trainer:
@@ -173,23 +202,50 @@ class Trainer:
         if tcfg.threads:
             torch.set_num_threads(tcfg.threads)
         torch.manual_seed(tcfg.seed)
+        if tcfg.method not in METHODS:
+            raise DataError(f"unknown method {tcfg.method!r} (one of {', '.join(METHODS)})")
+        self.avin = tcfg.method == "avin"
         self.init_bundle = None
+        self.visual_init: Optional[dict] = None
         if init:
             self.init_bundle = load_model(init)
-            if self.init_bundle.av is None:
-                raise CheckpointError(f"{init}: holds no clustering-alignment model to fine-tune")
-            model_cfg = self.init_bundle.av.cfg
-            if objective:  # a fine-tune may change how it is trained, never the architecture
+            if self.avin and self.init_bundle.avin is None:
+                raise CheckpointError(f"{init}: holds no AVIN model to fine-tune"
+                                      + (" (it is a clustering-alignment model)" if self.init_bundle.av is not None else ""))
+            if not self.avin and self.init_bundle.av is None:
+                raise CheckpointError(f"{init}: holds no clustering-alignment model to fine-tune"
+                                      + (" (it is an AVIN model: train it with --method avin)"
+                                         if self.init_bundle.avin is not None else ""))
+            model_cfg = (self.init_bundle.avin if self.avin else self.init_bundle.av).cfg
+            if objective and not self.avin:  # a fine-tune may change how it is trained, never the architecture
                 from dataclasses import replace
 
                 model_cfg = replace(model_cfg, **objective)
-        self.model_cfg = model_cfg or AVConfig(alignment=tcfg.alignment)
-        self.model = AVModel(self.model_cfg).to(self.device)
-        self.counter = Counter(CounterConfig(cluster_feats=5), self.model_cfg).to(self.device)
-        if self.init_bundle is not None:
-            self.model.load_state_dict(self.init_bundle.av.state_dict())
-            if self.init_bundle.counter is not None:
-                self.counter = self.init_bundle.counter.to(self.device)
+        self.counter = None
+        if self.avin:
+            self.model_cfg = model_cfg or AVINConfig()
+            if not isinstance(self.model_cfg, AVINConfig):
+                raise DataError("--method avin needs an AVIN configuration")
+            self.model = AVINModel(self.model_cfg)
+            if self.init_bundle is not None:
+                self.model.load_state_dict(self.init_bundle.avin.state_dict())
+            elif tcfg.visual_weights:
+                if self.model_cfg.visual_trunk != "resnet18":
+                    raise DataError("--visual-weights initialises a ResNet-18 trunk: add --visual-trunk resnet18")
+                self.visual_init = load_resnet18_weights(self.model.visual_trunk, tcfg.visual_weights)
+            elif tcfg.visual_init:
+                self.visual_init = _trunk_from_clustering_model(self.model, tcfg.visual_init)
+            self.model = self.model.to(self.device)
+        else:
+            if tcfg.visual_weights or tcfg.visual_init:
+                raise DataError("--visual-weights and --visual-init are for --method avin")
+            self.model_cfg = model_cfg or AVConfig(alignment=tcfg.alignment)
+            self.model = AVModel(self.model_cfg).to(self.device)
+            self.counter = Counter(CounterConfig(cluster_feats=5), self.model_cfg).to(self.device)
+            if self.init_bundle is not None:
+                self.model.load_state_dict(self.init_bundle.av.state_dict())
+                if self.init_bundle.counter is not None:
+                    self.counter = self.init_bundle.counter.to(self.device)
         self.history: list[dict[str, Any]] = []
         self._mixed_levels: list[int] = []
         self.skipped: dict[str, str] = {}
@@ -200,10 +256,17 @@ class Trainer:
         return self.run_dir / "checkpoint.safetensors"
 
     def _card(self, stages_done: list[dict], extra: Optional[dict] = None) -> dict[str, Any]:
+        if self.avin:
+            kind = "avstudio-avin"
+            comps = {"avin": {"class": "AVINModel", "config": self.model_cfg.to_dict()}}
+        else:
+            kind = "avstudio-localizer"
+            comps = {"av": {"class": "AVModel", "config": self.model_cfg.to_dict()},
+                     "counter": {"class": "Counter", "config": self.counter.cfg.to_dict()}}
         card = {
-            "kind": "avstudio-localizer",
-            "components": {"av": {"class": "AVModel", "config": self.model_cfg.to_dict()},
-                           "counter": {"class": "Counter", "config": self.counter.cfg.to_dict()}},
+            "kind": kind,
+            "method": self.tcfg.method,
+            "components": comps,
             "training": self.tcfg.to_dict(),
             "stages": stages_done,
             "data": self.data_summary,
@@ -212,14 +275,22 @@ class Trainer:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "torch": torch.__version__,
         }
+        if self.visual_init:
+            card["visual_init"] = self.visual_init
         if extra:
             card.update(extra)
         return card
 
     def _model_tensors(self) -> dict[str, torch.Tensor]:
+        if self.avin:
+            return component_tensors("avin", self.model)
         t = component_tensors("av", self.model)
         t.update(component_tensors("counter", self.counter))
         return t
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        """The run's modules by their key prefix in the checkpoint."""
+        return {"avin.": self.model} if self.avin else {"av.": self.model, "counter.": self.counter}
 
     def _save_checkpoint(self, opt, stage_index: int, epoch: int, phase: str, stages_done, elapsed: float):
         if not self.dist.is_main:
@@ -255,9 +326,10 @@ class Trainer:
 
     def _compatible(self, old: dict[str, Any]) -> bool:
         keep = ("stages", "epochs", "batch_clips", "moments", "alignment", "seed", "counter_epochs", "curriculum",
-                "stage_lr", "replay")
+                "stage_lr", "replay", "method", "trunk_lr_scale")
         a, b = old.get("training", {}), self.tcfg.to_dict()
-        later = {"stage_lr": 1.0, "replay": 0.0}  # settings added later: a run without them used these
+        # settings added later: a run without them used these
+        later = {"stage_lr": 1.0, "replay": 0.0, "method": "hsa", "trunk_lr_scale": 1.0}
         return all(a.get(k, later.get(k)) == b.get(k) for k in keep) and old.get("n_clips") == len(self.rows)
 
     # -- main -----------------------------------------------------------------------------------
@@ -303,7 +375,7 @@ class Trainer:
             emit(self.progress, "train", 1, 1, "already finished")
             return TrainResult(self.run_dir, final, hist, already_done=True)
         if self.ckpt_path.exists():
-            tensors, card, ck = load_checkpoint(self.ckpt_path, {"av.": self.model, "counter.": self.counter})
+            tensors, card, ck = load_checkpoint(self.ckpt_path, self._modules())
             phase = ck["phase"]
             start_stage, start_epoch = ck["stage_index"], ck["epoch"] + 1
             elapsed_before = float(ck.get("elapsed_s", 0.0))
@@ -334,7 +406,7 @@ class Trainer:
                     # stage si may run until its cumulative share of the budget is spent (so
                     # time an earlier stage left unused goes to the later ones); the counter
                     # gets a quarter of a stage's share
-                    units = len(stages) + (0.25 if self.tcfg.counter_epochs > 0 else 0.0)
+                    units = len(stages) + (0.25 if self.tcfg.counter_epochs > 0 and not self.avin else 0.0)
                     stage_deadline = t0 + budget * (si + 1) / units
                 info = self._train_stage(si, k, ep0, opt_state, stages_done, t0, stage_deadline)
                 stages_done = [s for s in stages_done if s["k"] != k] + [info]
@@ -458,10 +530,17 @@ class Trainer:
         model = self.model
         ddp = model
         if self.dist.enabled:
+            wrap = GatheredAVIN if self.avin else GatheredContrastive
             ddp = torch.nn.parallel.DistributedDataParallel(
-                GatheredContrastive(model) if gather else model,
+                wrap(model) if gather else model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        opt = torch.optim.Adam(model.parameters(), lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay)
+        params: Any = model.parameters()
+        if self.avin and self.tcfg.trunk_lr_scale != 1.0:  # the trunk slower than the heads
+            trunk = list(model.visual_trunk.parameters())
+            ids = {id(p) for p in trunk}
+            params = [{"params": trunk, "lr_scale": float(self.tcfg.trunk_lr_scale)},
+                      {"params": [p for p in model.parameters() if id(p) not in ids], "lr_scale": 1.0}]
+        opt = torch.optim.Adam(params, lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay)
         if opt_state is not None:
             _load_opt(opt, *opt_state)
         steps = max(1, math.ceil(len(rows) * self.tcfg.clip_repeats / self.tcfg.batch_clips))
@@ -550,6 +629,8 @@ class Trainer:
         return {"k": k, "stage": stage_name, "clips": len(rows), "epochs": epochs_run, **last}
 
     def _train_counter(self, ep0: int, opt_state, stages_done, t0: float, deadline) -> dict:
+        if self.counter is None:  # AVIN has no counter
+            return {"epochs": 0}
         rows = labelled_rows(self.rows)
         if not len(rows) or self.tcfg.counter_epochs <= 0:
             return {"epochs": 0}

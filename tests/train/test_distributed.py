@@ -28,6 +28,7 @@ from avstudio.data.lazy_manifest import LazyManifest, open_manifest, rows_with_c
 from avstudio.data.manifest import read_manifest, write_manifest
 from avstudio.data.synth import SynthConfig, generate
 from avstudio.errors import DataError
+from avstudio.nets.avin import avin_config
 from avstudio.nets.config import default_config
 from avstudio.train import distributed as D
 from avstudio.train.trainer import Row, TrainConfig, Trainer
@@ -108,6 +109,11 @@ def _child(rank: int, world: int, port: int, bench: str, out: str) -> None:
     t = Trainer(rows_of(bench / "manifest.csv"), out / "local", one_step_config(gather_negatives=False),
                 model_cfg=default_config("small"))
     t.run()
+    # AVIN: its two losses gathered over the ranks (induction vectors, audio, pooled scores)
+    t = Trainer(rows_of(bench / "manifest.csv"), out / "avin", one_step_config(method="avin", moments=1),
+                model_cfg=avin_config("small"))
+    t.run()
+    torch.save({"avin": _params(t.model), "buffers": dict(t.model.named_buffers())}, out / f"avin.{rank}.pt")
     # 2) a few steps with augmentation, DataLoader workers, the counter, and a corrupt clip
     t = Trainer(rows_of(bench / "with_corrupt.csv"), out / "few", few_steps_config(),
                 model_cfg=default_config("small"))
@@ -182,6 +188,36 @@ def test_two_ranks_one_step_equal_one_process_with_the_whole_batch(bench, spawne
     href = [json.loads(x) for x in (tmp_path / "ref" / "history.jsonl").read_text().splitlines()]
     assert len(h0) == 1 and h0[0]["steps"] == 1
     assert abs(h0[0]["loss"] - href[0]["loss"]) < 1e-4
+
+
+@pytest.mark.timeout(300)
+def test_avin_two_ranks_one_step_equal_one_process_with_the_whole_batch(bench, spawned, tmp_path):
+    r0 = torch.load(spawned / "avin.0.pt")
+    r1 = torch.load(spawned / "avin.1.pt")
+    cfg = one_step_config(method="avin", moments=1)
+    ref = Trainer(rows_of(bench / "manifest.csv"), tmp_path / "ref", cfg, model_cfg=avin_config("small"))
+    ref.run()
+    want = _params(ref.model)
+    names = list(want)
+    g_ref, g_two = _grads(tmp_path / "ref", names), _grads(spawned / "avin", names)
+    worst = 0.0
+    for k in want:
+        assert torch.equal(r0["avin"][k], r1["avin"][k]), k  # ranks identical
+        if k == "audio_trunk.norm.bias":  # true gradient zero (see ZERO_GRADIENT)
+            continue
+        scale = float(g_ref[k].abs().max())
+        assert scale > 0, k  # every parameter learns (visual from one loss, audio from the other)
+        worst = max(worst, float((g_two[k] - g_ref[k]).abs().max()) / scale)
+        firm = g_ref[k].abs() >= 1e-4
+        d = (r0["avin"][k] - want[k]).abs()
+        assert float(d[firm].max()) <= 1e-6, k
+    assert worst <= 2e-3, worst
+    for k, v in dict(ref.model.named_buffers()).items():
+        if v.is_floating_point():
+            torch.testing.assert_close(r0["buffers"][k], v, rtol=1e-4, atol=1e-5, msg=k)
+    h0 = [json.loads(x) for x in (spawned / "avin" / "history.jsonl").read_text().splitlines()]
+    href = [json.loads(x) for x in (tmp_path / "ref" / "history.jsonl").read_text().splitlines()]
+    assert len(h0) == 1 and abs(h0[0]["loss"] - href[0]["loss"]) < 1e-4
 
 
 def test_two_ranks_stay_identical_and_skip_a_corrupt_clip(spawned):
