@@ -9,7 +9,8 @@ waits for the analysis (and the separation, when the model has a separator), mov
 ``--time``, clicks a pixel when asked, and grabs the window to ``--out`` plus one PNG per
 panel beside it (``*_video.png``, ``*_timeline.png``, ``*_clusters.png``, ``*_keys.png``).
 Without the demo clip a synthetic two-source clip is rendered for the picture.
-``--library`` (or ``--library-only``) also shoots the clip library and a fine-tuning run
+``--compare MODEL`` opens a second model beside the first (side by side, docs/gui.md) and
+waits for its analysis too. ``--library`` (or ``--library-only``) also shoots the clip library and a fine-tuning run
 (``screenshot_library.png``, ``screenshot_finetune.png``; see ``scripts/screenshot_panels.py``).
 """
 
@@ -65,6 +66,7 @@ def main() -> int:
     ap.add_argument("--click", type=float, nargs=2, default=None, metavar=("X", "Y"),
                     help="click this normalised spot (0..1) to hear a pixel")
     ap.add_argument("--k", type=int, default=None, help="number of sound clusters (default: the counter's)")
+    ap.add_argument("--compare", default=None, metavar="MODEL", help="a second model (B) beside the first")
     ap.add_argument("--size", default="1600x1000")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--display", action="store_true", help="use the current $DISPLAY, no Xvfb")
@@ -127,6 +129,10 @@ def shoot(args, tmp: Path) -> int:
         pump(0.5)
         win.shutdown()
         return 0
+    if args.compare:
+        win.open_compare_model(args.compare)
+        pump(60, lambda: not win.compare.loading)
+        print(f"model B: {win.compare.bundle.name if win.compare.bundle else win.compare.error}")
     if not win.open_file(video):
         print(f"screenshot.py: cannot open {video}: {win.last_error}", file=sys.stderr)
         return 2
@@ -137,6 +143,10 @@ def shoot(args, tmp: Path) -> int:
         if win.player.bundle.separator is not None:
             pump(args.timeout, lambda: win.player.stems is not None or "failed" in win.panel.note.text())
             print(f"stems: {'ready' if win.player.stems is not None else win.panel.note.text()}")
+    if win.compare.bundle is not None:
+        ok = pump(args.timeout, lambda: win.compare.track is not None and
+                  win.compare.track.state in ("done", "failed", "cancelled"))
+        print(f"analysis B: {win.compare.track.state if win.compare.track else '-'}" + ("" if ok else " (timeout)"))
     t = args.time if args.time is not None else 0.4 * win.player.duration
     win.viewer.seek(win.player.video_start + t)
     pump(3.0, lambda: win.viewer.current_frame == win.player.index_at(win.player.video_start + t))

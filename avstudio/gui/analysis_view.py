@@ -49,7 +49,7 @@ class AnalysisView(QObject):
         p = self.player
         if p.path is None or p.bundle is None:
             return
-        if p.bundle.av is None:
+        if p.bundle.localizer is None:
             self.panel.status.setText("This model has no localizer: no heatmaps")
             return
         self.stop()
@@ -135,6 +135,7 @@ class AnalysisView(QObject):
         self.update_clusters()
         self.panel.status.setText(self.player.k_note(k, how))
         self.win.update_notes()
+        self.win.compare.update_layout()  # A's title says its k
 
     def _on_chunk(self, data) -> None:
         if self.sender() is not self.scheduler or self.player.k is None:

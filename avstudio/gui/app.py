@@ -1,4 +1,4 @@
-"""``python main.py [VIDEO] [--model MODEL] [--no-audio]``: start the desktop app."""
+"""``python main.py [VIDEO] [--model MODEL] [--compare MODEL] [--no-audio]``: start the desktop app."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "audiovisual model learned.")
     p.add_argument("video", nargs="?", help="video to open (default: the bundled demo clip)")
     p.add_argument("--model", default=None, help="MODEL file or folder (default: models/default)")
+    p.add_argument("--compare", default=None, metavar="MODEL",
+                   help="a second MODEL (B) shown beside the first (A), side by side on the same frame")
     p.add_argument("--no-audio", action="store_true", help="play silently (no sound device)")
     p.add_argument("--no-model", action="store_true", help="do not load a model (video only)")
     p.add_argument("--benchmark-startup", action="store_true",
@@ -125,6 +127,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             QTimer.singleShot(0, win.close)
         win.view.painted.connect(first_paint)
 
+    if args.compare:
+        win.open_compare_model(args.compare)
+        if args.verbose:
+            win.compare.modelReady.connect(lambda: print(
+                f"model B: {win.compare.bundle.name if win.compare.bundle else win.compare.error}", flush=True))
+            win.compare.analysisFinished.connect(lambda: print("analysis B: done", flush=True))
     if video is None:
         win.statusBar().showMessage("The demo clip (resources/demo.mp4) is not installed: "
                                     "open a video with Ctrl+O or drop one here")

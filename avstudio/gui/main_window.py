@@ -21,7 +21,15 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QMainWindow,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..assets import demo_clip
 from ..errors import AVStudioError
@@ -33,6 +41,7 @@ from ..studio.player import Player
 from . import keys, style
 from .analysis_view import AnalysisView
 from .clusters import ClusterPanel
+from .compare import ComparePane
 from .export import Exporter
 from .jobs import Job, stop_all_jobs
 from .recent import RecentFiles
@@ -98,12 +107,23 @@ class MainWindow(QMainWindow):
         self.actions_by_name = keys.build_actions(self, all_actions())
         self.player_action_names = player_action_names()
         self.view = VideoView()
+        self.compare = ComparePane(self)  # a second model ("B") beside the first (compare.py)
         self.transport = TransportBar(self.actions_by_name)
         central = QWidget()
         v = QVBoxLayout(central)
         v.setContentsMargins(0, 0, 0, 0)
         v.setSpacing(0)
-        v.addWidget(self.view, 1)
+        panes = QHBoxLayout()
+        panes.setContentsMargins(0, 0, 0, 0)
+        panes.setSpacing(2)
+        for title, view in ((self.compare.title_a, self.view), (self.compare.title_b, self.compare.view)):
+            col = QVBoxLayout()
+            col.setContentsMargins(0, 0, 0, 0)
+            col.setSpacing(0)
+            col.addWidget(title)
+            col.addWidget(view, 1)
+            panes.addLayout(col, 1)
+        v.addLayout(panes, 1)
         v.addWidget(self.transport)
         self.setCentralWidget(central)
         self.timeline = TimelineWidget()
@@ -128,6 +148,7 @@ class MainWindow(QMainWindow):
         install_box_tool(self)  # boxes around what makes the sound, and the model's scores (box_tool.py)
         keys.connect_actions(self.actions_by_name, all_actions(),
                              {"window": self, "viewer": self.viewer, "analysis": self.analysis, "sound": self.sound,
+                              "compare": self.compare,
                               "library": self.library_panel, "annotation": self.library_panel.annotator,
                               "boxes": self.box_tool})
         self.menus = keys.build_menus(self, self.actions_by_name, self.recent.menu)
@@ -186,6 +207,10 @@ class MainWindow(QMainWindow):
         p = self.player
         p.model_loading, p.bundle, p.model_error = False, bundle, None
         self._update_model_label()
+        enabled, tip = p.k_choice()
+        self.panel.k_combo.setEnabled(enabled)
+        self.panel.k_combo.setToolTip(tip)
+        self.compare.update_layout()
         self.status_line.message(f"Model {bundle.name} loaded", 4000)
         self.modelReady.emit()
         if p.path is not None:
@@ -222,6 +247,16 @@ class MainWindow(QMainWindow):
 
     def show_message(self, msg: str) -> None:
         self.status_line.message(msg, 8000)
+
+    def compare_model_dialog(self) -> None:
+        p, _ = QFileDialog.getOpenFileName(self, "Second model B (.safetensors, with its .json card)", "",
+                                           "Models (*.safetensors);;All files (*)")
+        if p:
+            self.open_compare_model(p)
+
+    def open_compare_model(self, path) -> None:
+        """Show a second model ("B") beside the window's model ("A") on the same frames."""
+        self.compare.open_model(path)
 
     def load_model_dialog(self) -> None:
         p, _ = QFileDialog.getOpenFileName(self, "Load model (.safetensors, with its .json card)", "",
@@ -274,6 +309,7 @@ class MainWindow(QMainWindow):
             self.analysis.start()
         elif p.model_error:
             self.panel.status.setText("No model: the video is shown without heatmaps")
+        self.compare.clip_opened()  # model B, if one is open
         self.clipOpened.emit(path)
         return True
 
@@ -286,6 +322,7 @@ class MainWindow(QMainWindow):
                 j.cancel()
                 j.wait(5000)
         self.viewer.close_clip()
+        self.compare.clip_closed()
         self.player.close()
         self.analysis.cache = None
         self.mixer.clear()
@@ -360,6 +397,7 @@ class MainWindow(QMainWindow):
         except Exception:
             pass
         self.analysis.close()
+        self.compare.stop()
         self.viewer.stop_workers()
         for j in list(self.jobs.values()):
             j.cancel()

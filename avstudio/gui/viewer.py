@@ -107,19 +107,32 @@ class Viewer(QObject):
         if index == self.wanted_frame:
             self._display(index, img)
 
+    def _overlay_of(self, index: int):
+        """The first pane's overlay and badge: model A's, or model B's when flipped to it."""
+        if self.win.compare.flipped_to_b:
+            return self.win.compare.overlay_for(index)
+        return self._overlays.overlay(self.player.heat_of, self.overlay_settings, index)
+
     def _display(self, index: int, img, proxy: bool = False) -> None:
         self.current_frame = index
-        ov, badge = self._overlays.overlay(self.player.heat_of, self.overlay_settings, index)
+        ov, badge = self._overlay_of(index)
         self.view.set_frame(img, index, ov, badge, proxy=proxy)
+        self.win.compare.display(index, img, proxy)  # model B's pane: the same frame, in the same call
+
+    def redisplay(self) -> None:
+        """Paint the frame shown again (which model a pane shows, or the panes, changed)."""
+        if self.current_frame >= 0 and self.view.frame is not None:
+            self._display(self.current_frame, self.view.frame, self.view.frame_is_proxy)
 
     def _warm_overlay(self, index: int) -> None:
-        """Compose frame ``index``'s overlay ahead of time (called from the frame server)."""
+        """Compose frame ``index``'s overlays ahead of time (called from the frame server)."""
         self._overlays.warm(self.player.heat_of, self.overlay_settings, index, self._overlay_size)
+        self.win.compare.warm(index, self._overlay_size)
 
     def refresh_overlay(self) -> None:
         if self.current_frame >= 0:
-            self.view.set_overlay(*self._overlays.overlay(self.player.heat_of, self.overlay_settings,
-                                                          self.current_frame))
+            self.view.set_overlay(*self._overlay_of(self.current_frame))
+            self.win.compare.refresh()
 
     def _on_display_size(self, w: int, h: int) -> None:
         r = self.view.frame_rect()
@@ -191,6 +204,7 @@ class Viewer(QObject):
             self._sync_ui(self.player.position)
             if self.win.analysis.scheduler is not None:
                 self.win.analysis.scheduler.set_playhead(idx, jump=False)
+            self.win.compare.set_playhead(idx, jump=False)
 
     def _sync_ui(self, t: float) -> None:
         p = self.player
@@ -209,6 +223,7 @@ class Viewer(QObject):
         self._sync_ui(t)
         if self.win.analysis.scheduler is not None:
             self.win.analysis.scheduler.set_playhead(p.index_at(t))
+        self.win.compare.set_playhead(p.index_at(t))
 
     def seek_frame(self, index: int) -> None:
         self.seek(self.player.time_of(self.player.frame_index(index)) + 1e-6)
@@ -264,6 +279,7 @@ class Viewer(QObject):
         a.setChecked(self.overlay_settings.enabled)
         a.blockSignals(False)
         self._overlays.clear()
+        self.win.compare.settings_changed()
         self.refresh_overlay()
         self.win.analysis.activity_changed()
 

@@ -23,7 +23,7 @@ class Action:
     checkable: bool = False
     checked: bool = False  # its state at start (checkable actions)
     args: tuple = ()  # passed to the slot
-    owner: str = "window"  # window | viewer | analysis | sound (the window's parts) | library | annotation | boxes
+    owner: str = "window"  # window | viewer | analysis | sound | compare (the window's parts) | library | annotation | boxes
     after: str = ""  # what follows it in its menu: "separator", or "recent" (the Open recent menu)
     submenu: str = ""  # the submenu of its menu it goes in ("": the menu itself)
 
@@ -42,9 +42,10 @@ def _owned(owner: str):
 
 
 # rows by owner: A the window, V its viewer, S its sound, N its analysis, L the library panel,
-# T the library's annotation, B the box tool
+# T the library's annotation, B the box tool, C the second model (compare)
 A = Action
-V, S, N, L, T, B = (_owned(o) for o in ("viewer", "sound", "analysis", "library", "annotation", "boxes"))
+V, S, N, L, T, B, C = (_owned(o) for o in ("viewer", "sound", "analysis", "library", "annotation", "boxes",
+                                              "compare"))
 
 
 def _clusters() -> tuple[Action, ...]:
@@ -131,7 +132,13 @@ ANALYSIS = (
     N("resume_analysis", "&Resume analysis", "resume", ("Ctrl+R",), "Resume (or restart) the analysis",
       after="separator"),
     N("clear_cache", "Forget cached results for this clip", "clear_clip_cache", (),
-      "Delete this clip's cached heatmaps and stems and analyse again"),
+      "Delete this clip's cached heatmaps and stems and analyse again", after="separator"),
+    A("compare_model", "Open a &second model beside…", "compare_model_dialog", ("Ctrl+Shift+M",),
+      "Show a second model's heatmaps (B) beside this model's (A), on the same frame"),
+    C("close_compare", "Close the second model", "close_model", (), "Back to one model"),
+    C("compare_side_by_side", "Models side by side (A left, B right)", "set_side_by_side", ("Ctrl+\\",),
+      "Two panes, A left and B right; off: one pane, \\ flips between A and B", checkable=True, checked=True),
+    C("flip_ab", "Flip A/B", "flip", ("\\",), "One pane: show the other model's heatmaps on the same frame"),
 )
 _NAMES = {0: "0 sources (none audible)", 1: "1 source"}
 LIBRARY = tuple(

@@ -134,6 +134,8 @@ def order_clusters(data: HeatmapData, ref: Optional[np.ndarray]) -> tuple[Option
 def decide_k(k_request: Optional[int], cache: AnalysisCache, bundle: ModelBundle, path: str,
              has_audio: bool) -> tuple[int, str]:
     """How many sound clusters to analyse with, and why (said in the panel)."""
+    if getattr(bundle, "kind", "") == "avin":
+        return 1, "one heatmap per frame (AVIN has no sound clusters: k = 1)"
     if k_request is not None:
         return int(k_request), "chosen in the panel"
     got = cache.auto_k()

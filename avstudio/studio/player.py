@@ -287,7 +287,8 @@ class Player:
         b = self.bundle
         if b is None:
             return ("loading model…" if self.model_loading else (self.model_error or "no model")), ""
-        comps = [c for c, m in (("localizer", b.av), ("counter", b.counter), ("separator", b.separator))
+        loc = {"hsa": "localizer (HSA)", "avin": "localizer (AVIN: one heatmap per frame)"}.get(b.kind, "localizer")
+        comps = [c for c, m in ((loc, b.localizer), ("counter", b.counter), ("separator", b.separator))
                  if m is not None]
         return " · ".join([b.name, " + ".join(comps)]), "\n".join(f"{c}: {p}" for c, p in b.paths.items())
 
@@ -323,7 +324,15 @@ class Player:
                 "Click the frame to hear a pixel.")
 
     def k_note(self, k: int, how: str) -> str:
+        if self.bundle is not None and self.bundle.kind == "avin":
+            return f"AVIN: {how}"
         return f"{k} sound cluster{'s' if k > 1 else ''}: {how}"
+
+    def k_choice(self) -> tuple[bool, str]:
+        """Whether the panel's number of clusters can be chosen for this model, and its tooltip."""
+        if self.bundle is not None and self.bundle.kind == "avin":
+            return False, "AVIN gives one heatmap per frame: it has no sound clusters (k = 1)"
+        return True, "How many sound sources to look for (Auto: the model's counter decides)"
 
     def pixel_unavailable(self) -> Optional[str]:
         """Why the sound of a pixel cannot be played (None: it can)."""
