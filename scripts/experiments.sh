@@ -8,6 +8,7 @@
 #
 #   bash scripts/experiments.sh shipped     # the shipped model (about 45 min on 1 core)
 #   bash scripts/experiments.sh ablations   # the paper's claims at the reduced scale
+#   bash scripts/experiments.sh avin        # AVIN beside the clustering model (docs/results.md, docs/avin.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=${THREADS:-1}
@@ -83,6 +84,32 @@ ablations|all)
   train --manifest data/other_train/manifest.csv --out runs/other --stages 1,2,3 --epochs 8,5,3 \
         --counter-epochs 2 $R
   ev runs/other/model.safetensors runs/eval/other.json data/other_test
+  ;;
+esac
+case "${1:-all}" in
+avin|all)
+  # AVIN on the shapes world, the same splits as above: from scratch (C1, 8 epochs, one moment per
+  # clip, batches of 32 clips), and with its conv trunk started from the shipped clustering
+  # model's visual encoder at a tenth of the learning rate (the reference's pretrained-trunk setting)
+  train --method avin --manifest data/train/manifest.csv --out runs/avin_shapes --stages 1 --epochs 8 \
+        --batch-clips 32 --val-data data/val --seed 0
+  train --method avin --manifest data/train/manifest.csv --out runs/avin_vi --stages 1 --epochs 4 \
+        --batch-clips 32 --visual-init models/default --trunk-lr-scale 0.1 --val-data data/val --seed 0
+  [ -f runs/eval/hsa_vs_avin_shapes.json ] || python -m avstudio eval --model models/default \
+      --model runs/avin_shapes/model.safetensors --model runs/avin_vi/model.safetensors --data data/test \
+      --no-separation --quiet --table runs/eval/hsa_vs_avin_shapes.md --out runs/eval/hsa_vs_avin_shapes.json > /dev/null
+  # the photo world: the first 700 clips of the training set (training pictures) and the first
+  # 120 of the test set (held-out pictures, never seen in training); validation pictures for val
+  P="--world photo"
+  syn data/ptrain --clips 700 --sources 1,1,1,2,2,3,4 --seed 1 --pictures train $P
+  syn data/pval   --clips 240 --sources 1,2,3,4 --seed 2 --pictures val $P
+  syn data/ptest120 --clips 120 --sources 1,2,3,4 --seed 3 --pictures test $P
+  # the shipped AVIN (models/avin): from scratch, C1 then C2, a 45-minute budget
+  train --method avin --manifest data/ptrain/manifest.csv --out runs/avin_photo --stages 1,2 --epochs 10,6 \
+        --batch-clips 32 --val-data data/pval --max-minutes 45 --seed 0
+  [ -f runs/eval/hsa_vs_avin_photo.json ] || python -m avstudio eval --model models/default \
+      --model runs/avin_photo/model.safetensors --data data/ptest120 --no-separation --quiet \
+      --table runs/eval/hsa_vs_avin_photo.md --out runs/eval/hsa_vs_avin_photo.json > /dev/null
   ;;
 esac
 echo "done: runs/eval/*.json"

@@ -219,7 +219,7 @@ def test_cli_eval_library_and_testset(model, boxed, tmp_path):
     (lambda boxed, fl: ("--library", fl.parent / "nope.avlib"), "does not exist"),
     (lambda boxed, fl: ("--testset", fl, "--format", "vggss"), "exactly one VGG-SS .json"),
     (lambda boxed, fl: ("--library", boxed / "lib.avlib", "--format", "vggss"), "go with --testset"),
-    (lambda boxed, fl: ("--data", fl.parent, "--model", "models/default", "--model", "models/default"), "one --model"),
+    (lambda boxed, fl: ("--data", fl.parent, "--table", fl.parent / "t.md"), "needs two or more --model"),
 ])
 def test_cli_eval_refuses_bad_box_options(boxed, tmp_path, args, msg):
     fl = tmp_path / "fl"  # a test set laid out (frames/, audio/) but without a box file
