@@ -12,8 +12,9 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from helpers import isolate_gui, make_video, record_dialogs  # noqa: E402
 from test_gui import WAIT, make_tiny_model, open_clip, open_window  # noqa: E402
+
+from helpers import isolate_gui, make_video, record_dialogs  # noqa: E402
 
 
 def make_tiny_avin(folder, seed: int = 0) -> Path:
@@ -77,7 +78,8 @@ def test_side_by_side_panes_show_the_same_frame_with_their_own_models_maps(qtbot
     # scrubbing: after every seek both panes hold the frame the window shows, each with an overlay
     for i in (7, 31, 2, 49, 0):
         w.viewer.seek_frame(i)
-        qtbot.waitUntil(lambda: w.view.last_painted_index == i and c.view.last_painted_index == i, timeout=WAIT)
+        qtbot.waitUntil(lambda i=i: w.view.last_painted_index == i and c.view.last_painted_index == i,
+                        timeout=WAIT)
         assert w.view.frame is c.view.frame  # the same decoded image
         assert w.view.overlay is not None and c.view.overlay is not None
         assert c.view.overlay is c.overlay_for(i)[0]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from avstudio.analysis.heat_track import HeatTrack, model_title
+from avstudio.studio.compare import HeatTrack, model_title
 
 
 def test_heat_track_keeps_each_frames_maps_and_never_mixes_settings():

@@ -307,7 +307,9 @@ def compare(bundles: Sequence, data: str | Path, frames_per_clip: int = 4, max_c
     labels = list(labels or [chr(ord("A") + i) for i in range(len(bundles))])
     cache: dict[tuple, list[Sample]] = {}
     results = []
-    for lab, b in zip(labels, bundles):
+    if len(labels) != len(bundles):
+        raise ValueError("one label per model")
+    for lab, b in zip(labels, bundles, strict=True):
         net = b.localizer
         if net is None:
             raise DataError(f"{b.name}: the model holds no localizer to evaluate")

@@ -73,7 +73,7 @@ def run(args) -> int:
 
             res = compare(bundles, args.data, frames_per_clip=args.frames_per_clip, max_clips=args.max_clips,
                           separation=not args.no_separation, progress=progress)
-            for m, r in zip(models, res["models"]):
+            for m, r in zip(models, res["models"], strict=True):
                 r["path"] = m
         else:
             res = _boxes(args, bundles, models, progress)

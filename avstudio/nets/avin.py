@@ -98,6 +98,16 @@ class AVINConfig:
     def audio_samples(self) -> int:
         return int(round(self.audio_seconds * self.sample_rate))
 
+    # AVIN sees one still frame per sample (the data pipeline asks every model how many)
+    stack = 1
+    stack_step_s = 0.0
+
+    def stack_offsets_s(self) -> list[float]:
+        return [0.0]
+
+    def stack_indices(self, centre: int, fps: float, n_frames: int) -> list[int]:
+        return [min(max(int(centre), 0), max(0, int(n_frames) - 1))]
+
 
 VISUAL_TRUNKS = ("conv", "resnet18")
 
