@@ -320,6 +320,8 @@ def compare(bundles: Sequence, data: str | Path, frames_per_clip: int = 4, max_c
         r = evaluate(b, data, frames_per_clip, max_clips, separation, progress, cancel, samples=cache[key])
         r["label"] = lab
         results.append(r)
+    for r, name in zip(results, display_names(bundles), strict=True):
+        r["display"] = name
     rows = comparison_rows(results)
     return {"data": str(data), "frames_per_clip": frames_per_clip, "models": results, "comparison": rows,
             "table": comparison_markdown(results, rows),
@@ -330,6 +332,17 @@ def compare(bundles: Sequence, data: str | Path, frames_per_clip: int = 4, max_c
                       "clustering model's pixel-wise maximum of its k maps.",
                       f"Primary binarisation: {M.PRIMARY} of the min-max normalised map; 'median' beside it."],
             "seconds": time.time() - t0}
+
+
+def display_names(bundles: Sequence) -> list[str]:
+    """The models' names for a table: their names, or ``folder/name`` where two names are alike."""
+    names = [b.name for b in bundles]
+    out = []
+    for b, n in zip(bundles, names, strict=True):
+        if names.count(n) > 1 and b.paths:
+            n = f"{Path(next(iter(b.paths.values()))).parent.name}/{n}"
+        out.append(n)
+    return out
 
 
 def comparison_rows(results: Sequence[dict]) -> list[dict]:
@@ -363,7 +376,8 @@ def comparison_markdown(results: Sequence[dict], rows: Sequence[dict]) -> str:
     def f(x):
         return "—" if x is None or (isinstance(x, float) and x != x) else f"{x:.2f}"
 
-    names = [f"{r['label']}: {r['model']} ({'AVIN' if r.get('method') == 'avin' else 'HSA'})" for r in results]
+    names = [f"{r['label']}: {r.get('display', r['model'])} ({'AVIN' if r.get('method') == 'avin' else 'HSA'})"
+             for r in results]
     head = ["level", "protocol", "bin."] + [f"{n} cIoU@0.5 / AUC / NSA" for n in names] + \
         ["unaligned center (HSA control)", "center prior", "whole image"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

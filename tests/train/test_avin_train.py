@@ -135,7 +135,7 @@ def test_eval_two_models_one_table_one_json(bench, avin_run, hsa_model, tmp_path
     assert "unaligned_center" in rows[("C1", "source", "0.5")]["baselines"]
     table = (tmp_path / "t.md").read_text()
     assert "table" not in res and table in r.stderr  # the table: on stderr and in --table; the JSON: the rows
-    assert "A: model (HSA)" in table and "B: model (AVIN)" in table and len(table.splitlines()) == 2 + len(rows)
+    assert f"A: {hsa_model.parent.name}/model (HSA)" in table and "B: run/model (AVIN)" in table and len(table.splitlines()) == 2 + len(rows)
 
 
 def test_method_and_model_kind_must_agree(bench, avin_run, hsa_model, tmp_path):
