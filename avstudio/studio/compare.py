@@ -135,6 +135,7 @@ class Comparison:
         """Model B is loaded; returns why it cannot be compared (None: it can)."""
         self.loading = False
         if getattr(bundle, "localizer", None) is None:
+            self.bundle = self.track = None
             self.error = f"{bundle.name}: this model has no localizer (no heatmaps to compare)"
             return self.error
         self.bundle, self.error = bundle, None

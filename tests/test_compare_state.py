@@ -32,3 +32,32 @@ def test_model_titles_name_the_kind():
     assert model_title(B("default", "hsa"), 2, "A") == "A · default · HSA, 2 sound clusters"
     assert model_title(B("avin", "avin"), 1, "B") == "B · avin · AVIN, one heatmap per frame (no clusters)"
     assert model_title(B("x", "hsa"), 1) == "x · HSA, 1 sound cluster"
+
+
+def test_comparison_layout_flip_and_titles_without_qt():
+    from avstudio.studio.compare import Comparison
+
+    class B:
+        def __init__(self, name, kind, localizer=True):
+            self.name, self.kind = name, kind
+            self.localizer = object() if localizer else None
+
+    a = B("default", "hsa")
+    c = Comparison()
+    assert not c.active and c.titles(a, 2) == ("", "") and not c.flip()  # nothing to flip to
+    c.begin_loading("models/avin")
+    assert c.active and c.titles(a, 2) == ("A · default · HSA, 2 sound clusters", "B · loading model…")
+    assert c.loaded(B("avin", "avin")) is None and c.second_pane and not c.flipped_to_b
+    c.new_track(10).add([0], np.zeros((1, 1, 4, 4), np.float32))
+    assert c.titles(a, 2)[1] == "B · avin · AVIN, one heatmap per frame (no clusters)"
+    # \ : one pane showing B, then A, then B; Ctrl+\ : side by side again
+    assert c.flip() and c.flipped_to_b and not c.second_pane
+    assert c.titles(a, 2) == ("B · avin · AVIN, one heatmap per frame (no clusters)   (\\ flips A/B)", "")
+    assert c.flip() and not c.flipped_to_b and c.titles(a, 2)[0].startswith("A · default")
+    assert c.flip() and c.flipped_to_b
+    c.set_side_by_side(True)
+    assert c.second_pane and not c.flipped_to_b
+    # a model with no localizer cannot be compared; closing forgets B
+    assert "no localizer" in c.loaded(B("sep", "", localizer=False)) and c.bundle is None
+    c.close()
+    assert not c.active and c.track is None
