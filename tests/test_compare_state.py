@@ -61,3 +61,12 @@ def test_comparison_layout_flip_and_titles_without_qt():
     assert "no localizer" in c.loaded(B("sep", "", localizer=False)) and c.bundle is None
     c.close()
     assert not c.active and c.track is None
+
+
+def test_an_avin_model_is_analysed_with_one_map_whatever_k_was_asked():
+    from avstudio.studio.planner import decide_k
+
+    class B:
+        kind = "avin"
+
+    assert decide_k(3, None, B(), "clip.mp4", True) == (1, "one heatmap per frame (AVIN has no sound clusters: k = 1)")

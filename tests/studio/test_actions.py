@@ -20,7 +20,7 @@ def test_menus_and_owners():
                                         "Help"]
     assert MENUS[0].actions[-1].name == "quit"  # the library's file actions come before Quit
     owners = {a.owner for a in all_actions()}
-    assert owners == {"window", "viewer", "analysis", "sound", "library", "annotation", "boxes"}
+    assert owners == {"window", "viewer", "analysis", "sound", "compare", "library", "annotation", "boxes"}
     assert all(a.checkable for a in all_actions() if a.checked)
     # the player's own actions (docs/gui.md), the library's (docs/library.md) and the box tool's
     # split the table

@@ -153,7 +153,8 @@ def test_what_the_panels_and_the_status_bar_say(clips):
     assert p.sources_note() == "No model: only the original mix can be heard."
     assert p.pixel_unavailable() == "Cannot play the sound of a pixel: no model is loaded"
     p.bundle, p.model_error = tiny_bundle(separator=False), None
-    assert p.model_status() == "model: tiny" and p.model_summary() == ("tiny · localizer", "av: /models/tiny.safetensors")
+    assert p.model_status() == "model: tiny" and p.model_summary() == ("tiny · localizer (HSA)",
+                                                                        "av: /models/tiny.safetensors")
     assert p.sources_note() == "This model has no separator: only the original mix can be heard."
     assert p.pixel_unavailable() == "Cannot play the sound of a pixel: this model has no separator"
     assert p.no_stems_reason() == "this model has no separator"
@@ -165,3 +166,15 @@ def test_what_the_panels_and_the_status_bar_say(clips):
     silent = opened(clips["silent"])
     silent.bundle = p.bundle
     assert not silent.has_audio and silent.sources_note() == "This clip has no sound."
+
+
+def test_an_avin_model_has_one_map_and_the_player_says_so(clips):
+    from avstudio.nets.avin import AVINModel, avin_config
+    from avstudio.nets.checkpoint import ModelBundle
+
+    p = opened(clips["clip"])
+    p.bundle = ModelBundle(avin=AVINModel(avin_config("small")), name="avin", paths={"avin": "/models/avin.safetensors"})
+    assert p.model_summary()[0] == "avin · localizer (AVIN: one heatmap per frame)"
+    assert p.k_choice() == (False, "AVIN gives one heatmap per frame: it has no sound clusters (k = 1)")
+    assert p.k_note(1, "one heatmap per frame") == "AVIN: one heatmap per frame"
+    assert p.sources_note() == "This model has no separator: only the original mix can be heard."
