@@ -12,9 +12,28 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from test_gui import WAIT, make_tiny_model, open_clip, open_window  # noqa: E402
+from helpers import make_tiny_model, make_video  # noqa: E402
 
-from helpers import isolate_gui, make_video, record_dialogs  # noqa: E402
+WAIT = 30000  # ms: generous, the machine is shared
+
+
+def open_window(qtbot, model, **kw):
+    from avstudio.gui.main_window import MainWindow
+
+    kw.setdefault("audio", False)
+    kw.setdefault("k", 2)
+    w = MainWindow(model_path=model, **kw)
+    qtbot.addWidget(w)
+    w.resize(900, 700)
+    w.show()
+    qtbot.waitUntil(lambda: not w.player.model_loading, timeout=WAIT)
+    return w
+
+
+def open_clip(qtbot, w, path):
+    assert w.open_file(path)
+    qtbot.waitUntil(lambda: w.view.last_painted_index == 0, timeout=WAIT)
+    qtbot.waitUntil(lambda: w.player.analysis_state == "done", timeout=WAIT)
 
 
 def make_tiny_avin(folder, seed: int = 0) -> Path:
@@ -29,7 +48,7 @@ def make_tiny_avin(folder, seed: int = 0) -> Path:
     m = AVINModel(cfg)
     card = {"kind": "avstudio-avin", "method": "avin",
             "components": {"avin": {"class": "AVINModel", "config": cfg.to_dict()}},
-            "command": "tests/test_gui_compare.py make_tiny_avin", "created": "test"}
+            "command": "tests/gui/test_gui_compare.py make_tiny_avin", "created": "test"}
     save_tensors(Path(folder) / "avin.safetensors", component_tensors("avin", m), card)
     return Path(folder) / "avin.safetensors"
 
@@ -40,16 +59,6 @@ def media(tmp_path_factory):
     return {"clip": str(make_video(d / "clip.mp4", 50, size=(96, 64), audio_kind="noise")),
             "hsa": str(make_tiny_model(d / "hsa", separator=False)),
             "avin": str(make_tiny_avin(d))}
-
-
-@pytest.fixture(autouse=True)
-def _isolated(qapp, tmp_path, monkeypatch):
-    isolate_gui(qapp, tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def dialogs(monkeypatch):
-    return record_dialogs(monkeypatch)
 
 
 def open_both(qtbot, media):
