@@ -2,11 +2,13 @@
 """Screenshots of the box tool for the docs, under a virtual X server (Xvfb).
 
     python scripts/screenshot_boxes.py DIR [--clip speaker_webcam] [--frame 22] [--out docs/screenshot_boxes.png]
+                                           [--compare models/avin]
 
 DIR is the real test set made by ``python scripts/real_footage.py all DIR`` (its clips, its
 library with the boxes). Opens the library and the clip, goes to the annotated frame, turns
 the box tool on with the frame's box selected, waits for the model's scores and grabs the
-window (``--out``) and the Boxes panel (``*_panel.png`` beside it).
+window (``--out``) and the Boxes panel (``*_panel.png`` beside it). ``--compare MODEL`` opens a
+second model beside the window's (both models' scores in the panel).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshot_boxes.png"))
     ap.add_argument("--size", default="1600x1000")
     ap.add_argument("--display", action="store_true", help="use the current $DISPLAY, no Xvfb")
+    ap.add_argument("--compare", metavar="MODEL", default=None, help="a second model beside the window's")
     args = ap.parse_args()
     xvfb = None
     if not args.display:
@@ -37,13 +40,13 @@ def main() -> int:
 
         xvfb = start_xvfb(args.size + "x24")
     try:
-        return shoot(Path(args.dir), args.clip, args.frame, Path(args.out), args.size)
+        return shoot(Path(args.dir), args.clip, args.frame, Path(args.out), args.size, args.compare)
     finally:
         if xvfb is not None:
             xvfb.kill()
 
 
-def shoot(root: Path, clip: str, frame, out: Path, size: str) -> int:
+def shoot(root: Path, clip: str, frame, out: Path, size: str, compare=None) -> int:
     import tempfile
 
     os.environ.setdefault("AVSTUDIO_NO_AUDIO", "1")
@@ -69,6 +72,11 @@ def shoot(root: Path, clip: str, frame, out: Path, size: str) -> int:
         return until() if until else True
 
     pump(120, lambda: win.player.bundle is not None)
+    if compare:
+        win.open_compare_model(compare)
+        if not pump(120, lambda: win.compare.bundle is not None):
+            print(f"screenshot_boxes: cannot open the second model {compare}: {win.compare.error}", file=sys.stderr)
+            return 2
     lp = win.library_panel
     if not lp.open_library(str(root / "real.avlib")):
         print("screenshot_boxes: cannot open the library", file=sys.stderr)
@@ -83,11 +91,13 @@ def shoot(root: Path, clip: str, frame, out: Path, size: str) -> int:
     tool = win.box_tool
     frames = [f.frame for f in lp.lib.box_frames(row.id)]
     f = frame if frame is not None else frames[0]
-    pump(600, lambda: win.player.analysis_state in ("done", "failed", "cancelled"))
+    pump(600, lambda: win.player.analysis_state in ("done", "failed", "cancelled")
+         and (win.compare.track is None or win.compare.track.state in ("done", "failed", "cancelled")))
     win.viewer.seek_frame(f)
     pump(30, lambda: win.view.frame_index == f and not win.view.frame_is_proxy)
     win.action("box_tool").trigger()
-    pump(120, lambda: not tool.scoring and len(tool.scores) == len(frames))
+    pump(600, lambda: not tool.scoring and all(len(s.scores) == len(frames) for s in tool.scorers
+                                               if s.bundle is not None))
     tool.editor.selected = 0
     tool._refresh_layer()
     pump(1.5)

@@ -387,3 +387,20 @@ def make_tiny_model(folder, separator: bool = True, counter: bool = False, seed:
             "command": "tests/helpers.py make_tiny_model", "created": "test"}
     save_tensors(folder / "model.safetensors", tensors, card)
     return folder
+
+
+def make_tiny_avin(folder, seed: int = 0) -> Path:
+    """A randomly initialised AVIN (conv trunk, 8 x 8 maps from 32 px frames) with its card."""
+    import torch
+
+    from avstudio.nets.avin import AVINConfig, AVINModel
+    from avstudio.nets.checkpoint import component_tensors, save_tensors
+
+    torch.manual_seed(seed)
+    cfg = AVINConfig(frame_size=32, vis_channels=(8, 8, 8), aud_channels=(8, 8), embed_dim=16, audio_hidden=8)
+    m = AVINModel(cfg)
+    card = {"kind": "avstudio-avin", "method": "avin",
+            "components": {"avin": {"class": "AVINModel", "config": cfg.to_dict()}},
+            "command": "tests/helpers.py make_tiny_avin", "created": "test"}
+    save_tensors(Path(folder) / "avin.safetensors", component_tensors("avin", m), card)
+    return Path(folder) / "avin.safetensors"

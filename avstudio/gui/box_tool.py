@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -233,7 +233,7 @@ class BoxTool(QObject):
         self.scorers: list[FrameScorer] = [self.a]
         self.a.updated.connect(self._on_scorer_updated)
         self.show_region = True  # outline the scored (binarised) heatmap on annotated frames
-        self._region_cache = None
+        self._region_cache: dict[str, tuple] = {}
         self._make_actions()
         self.panel = BoxPanel(self)
         view = win.view
@@ -247,6 +247,23 @@ class BoxTool(QObject):
         lp = getattr(win, "library_panel", None)
         if lp is not None:
             lp.libraryChanged.connect(self._on_library_changed)
+        # a second model beside the window's (Analysis › Open a second model beside…): its
+        # scores on the same frames, side by side with A's in the panel
+        self.b: Optional[FrameScorer] = None
+        compare = getattr(win, "compare", None)
+        if compare is not None:
+            self.b = FrameScorer(self, "B", lambda: compare.bundle)
+            self.b.updated.connect(self._on_scorer_updated)
+            self.scorers.append(self.b)
+            compare.modelReady.connect(self._on_second_model)
+            # after the window's own slots (connected later): B closed, the panes' layout changed
+            close = win.actions_by_name.get("close_compare")
+            if close is not None:
+                close.triggered.connect(lambda *_: QTimer.singleShot(0, self._on_second_model))
+            for name in ("flip_ab", "compare_side_by_side"):
+                act = win.actions_by_name.get(name)
+                if act is not None:
+                    act.triggered.connect(lambda *_: QTimer.singleShot(0, self._refresh_layer))
         self._frame_shown = -1
 
     # ================================================================ actions
@@ -352,9 +369,21 @@ class BoxTool(QObject):
             self.set_active(False)
 
     def _on_model_ready(self) -> None:
-        self._reset_scores()
-        self._request_scores()
+        self.a.reset()
+        self.a.request()
         self._update_panel()
+
+    def _on_second_model(self) -> None:
+        """Model B was loaded, failed to load, or closed: score with it, or drop its scores."""
+        if self.b is not None:
+            self.b.reset()
+            self.b.request()
+        self._update_panel()
+
+    @property
+    def comparing(self) -> bool:
+        """A second model is loaded: the panel shows its scores beside the window's model's."""
+        return self.b is not None and self.b.bundle is not None
 
     def _ensure_library_clip(self) -> bool:
         """The clip in the player must be in an open library (boxes are stored there): offer to
@@ -668,7 +697,17 @@ class BoxTool(QObject):
         t0 = self.win.player.video_start
         self.win.timeline.set_box_marks([] if ed is None else [ed.time_of(f) - t0 for f in ed.annotated_frames()])
 
-    def _layer(self) -> Optional[BoxLayer]:
+    def _region_scorer(self) -> FrameScorer:
+        """Whose scored region the window's pane outlines: A's, or B's when the one pane is
+        flipped to model B."""
+        compare = getattr(self.win, "compare", None)
+        flipped = compare is not None and self.b is not None and compare.flipped_to_b
+        return self.b if flipped else self.a
+
+    def _layer(self, scorer: Optional[FrameScorer] = None, editable: bool = True) -> Optional[BoxLayer]:
+        """What a pane draws over its frame: the frame's boxes (with handles and the selection
+        in the pane that edits them) and ``scorer``'s scored region, or the faded boxes of a
+        nearby annotated frame."""
         ed = self.editor
         if ed is None:
             return None
@@ -676,10 +715,12 @@ class BoxTool(QObject):
         if not ed.dragging:
             ed.set_frame(cur)
         boxes = ed.boxes()
+        live = self.active and editable
         if boxes:
-            items = [(b, _box_colour(b), self.active and i == ed.selected) for i, b in enumerate(boxes)]
-            region = self.scored_region(ed.frame) if self.active and self.show_region else None
-            return BoxLayer(items=items, handles=self.active, region=region)
+            items = [(b, _box_colour(b), live and i == ed.selected) for i, b in enumerate(boxes)]
+            region = (self.scored_region(ed.frame, scorer or self._region_scorer())
+                      if self.active and self.show_region else None)
+            return BoxLayer(items=items, handles=live, region=region)
         near = ed.nearby(window_s=0.5)
         if near is not None and near.frame != ed.frame:
             items = [(b, _box_colour(b), False) for b in near.boxes]
@@ -688,9 +729,14 @@ class BoxTool(QObject):
 
     def _refresh_layer(self) -> None:
         layer = self._layer()
-        if layer is None and self.win.view.box_layer is None:
-            return  # nothing to draw before or now: no extra repaint (this runs on every frame shown)
-        self.win.view.set_box_layer(layer)
+        if layer is not None or self.win.view.box_layer is not None:
+            self.win.view.set_box_layer(layer)  # (nothing before or now: no extra repaint on every frame)
+        compare = getattr(self.win, "compare", None)
+        if compare is not None and self.b is not None:
+            # model B's own pane (side by side): the same boxes, B's scored region, nothing to edit
+            b_layer = self._layer(self.b, editable=False) if compare.state.second_pane else None
+            if b_layer is not None or compare.view.box_layer is not None:
+                compare.view.set_box_layer(b_layer)
 
     # ================================================================ scores
     @property
@@ -731,8 +777,7 @@ class BoxTool(QObject):
             sc.request()
 
     def _on_scorer_updated(self) -> None:
-        if self.sender() is self.a:
-            self._refresh_layer()  # the scored region follows A's maps
+        self._refresh_layer()  # the scored regions follow the maps
         self.scoresChanged.emit()
 
     def frame_scores(self, frame: Optional[int] = None) -> Optional[dict]:
@@ -752,16 +797,19 @@ class BoxTool(QObject):
         self.show_region = bool(on)
         self._refresh_layer()
 
-    def scored_region(self, frame: int):
+    def scored_region(self, frame: int, scorer: Optional[FrameScorer] = None):
         """The border of the region the score counts as the model's answer on this frame: its
         heatmap upsampled to the ground-truth grid, min-max normalised and binarised as chosen
-        (line segments in frame coordinates; None before the frame is scored)."""
-        maps = self.a.maps.get(frame) if self.a.scores.get(frame) is not None else None
+        (line segments in frame coordinates; None before the frame is scored). ``scorer``:
+        whose (the window's model's by default)."""
+        sc = scorer or self.a
+        maps = sc.maps.get(frame) if sc.scores.get(frame) is not None else None
         if maps is None:
             return None
-        key = (frame, self.how, id(maps))
-        if self._region_cache is not None and self._region_cache[0] == key:
-            return self._region_cache[1]
+        key = (sc.label, frame, self.how, id(maps))
+        cached = self._region_cache.get(sc.label)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         from ..analysis import metrics as M
         from ..data.boxes import GT_SIZE
         from ..studio.overlay import contour_segments
@@ -769,7 +817,7 @@ class BoxTool(QObject):
         m = M.normalise(M.resize_map(maps["model"], GT_SIZE))
         # the binarised mask's border, traced on the 0/1 mask at 0.5 (between pixels)
         segs = contour_segments(M.binarise(m, self.how).astype(np.float32), 0.5)
-        self._region_cache = (key, segs)
+        self._region_cache[sc.label] = (key, segs)
         return segs
 
     def _update_panel(self) -> None:
@@ -881,40 +929,55 @@ class BoxPanel(QWidget):
             self.frame_scores.setText("")
             self.clip_scores.setText("")
             return
+        if self.table.columnCount() != self._n_columns():
+            self._update_table()  # a second model came or went: its columns too (this runs again)
+            return
         frame = max(0, win.viewer.current_frame)
         how = tool.how
         boxes = ed.boxes() if ed.dragging else ed.boxes(frame)
         self.frame_title.setText(f"<b>Frame {frame + 1}</b> of {max(win.player.frame_count, frame + 1)} "
                                  f"({ed.time_of(frame):.3f} s): {len(boxes)} box{'es' if len(boxes) != 1 else ''}")
         model = win.player.bundle
-        mname = getattr(model, "name", "") if model is not None else ""
-        sc = tool.frame_scores(frame)
+        both = tool.comparing
         if not boxes:
             txt = "No box on this frame." + (" Drag on the video to draw one." if tool.active else "")
-        elif model is None:
+        elif model is None and not both:
             txt = "No model loaded: no score."
-        elif sc is None:
-            txt = f"Scoring with {mname}…" if tool.scoring else (tool.last_error or "Not scored yet.")
         else:
-            m, cp, wi = sc["model"][how], sc["center_prior"][how], sc["whole_image"][how]
-            txt = (f"<b>{mname}</b> on this frame: cIoU <b>{_fmt(m['ciou'])}</b> · NSA {_fmt(m['nsa'])}"
-                   f" <span style='color:{style.FG_DIM}'>(its heatmap of the whole sound, against every "
-                   f"box)</span>"
-                   f"<br><span style='color:{style.FG_DIM}'>centre prior: cIoU {_fmt(cp['ciou'])} · NSA "
-                   f"{_fmt(cp['nsa'])}; whole image: cIoU {_fmt(wi['ciou'])}"
-                   + (f"; motion only: cIoU {_fmt(sc['motion_prior'][how]['ciou'])}" if "motion_prior" in sc else "")
-                   + "</span>")
+            lines = [self._model_line(s, frame, how, both) for s in tool.scorers if s.bundle is not None]
+            if model is None:
+                lines.insert(0, "A: no model loaded: no score.")
+            base = next((s.scores.get(frame) for s in tool.scorers if s.scores.get(frame) is not None), None)
+            if base is not None:
+                cp, wi = base["center_prior"][how], base["whole_image"][how]
+                motion = "".join(
+                    f"; motion only{f' ({s.label})' if both else ''}: cIoU {_fmt(s.scores[frame]['motion_prior'][how]['ciou'])}"
+                    for s in tool.scorers if s.bundle is not None and "motion_prior" in s.scores.get(frame, {}))
+                lines.append(f"<span style='color:{style.FG_DIM}'>centre prior: cIoU {_fmt(cp['ciou'])} · NSA "
+                             f"{_fmt(cp['nsa'])}; whole image: cIoU {_fmt(wi['ciou'])}{motion}</span>")
+            txt = "<br>".join(lines)
         self.frame_scores.setText(txt)
-        summ = tool.running_summary()
         n = len(ed.frames)
         if n == 0:
             self.clip_scores.setText("This clip has no annotated frame yet.")
-        elif summ is None:
-            self.clip_scores.setText(f"This clip: {n} annotated frame{'s' if n != 1 else ''}.")
         else:
-            self.clip_scores.setText(
-                f"This clip, {summ['n']} of {n} annotated frames scored: cIoU@0.5 <b>{_fmt(summ['ciou@0.5'])}</b>"
-                f" · AUC <b>{_fmt(summ['auc'])}</b> · mean cIoU {_fmt(summ['mean_ciou'])} · NSA {_fmt(summ['nsa'])}")
+            lines = []
+            for s in tool.scorers:
+                if s.bundle is None:
+                    continue
+                summ = s.summary(how)
+                who = f"<b>{s.label} · {s.name}</b> " if both else ""
+                if summ is None:
+                    lines.append(f"{who}This clip: {n} annotated frame{'s' if n != 1 else ''}." if not both
+                                 else f"{who}on this clip: not scored yet.")
+                else:
+                    lines.append(
+                        (f"{who}on this clip, " if both else "This clip, ")
+                        + f"{summ['n']} of {n} annotated frames scored: cIoU@0.5 <b>{_fmt(summ['ciou@0.5'])}</b>"
+                        f" · AUC <b>{_fmt(summ['auc'])}</b> · mean cIoU {_fmt(summ['mean_ciou'])} · NSA {_fmt(summ['nsa'])}")
+            if not lines:
+                lines.append(f"This clip: {n} annotated frame{'s' if n != 1 else ''}.")
+            self.clip_scores.setText("<br>".join(lines))
         if frame in self._rows:
             r = self._rows.index(frame)
             if self.table.currentRow() != r:
@@ -922,17 +985,45 @@ class BoxPanel(QWidget):
         elif self.table.selectedItems():
             self.table.clearSelection()
 
+    def _model_line(self, scorer: FrameScorer, frame: int, how: str, both: bool) -> str:
+        """One model's cIoU and NSA on this frame (or why there is none yet)."""
+        who = f"{scorer.label} · {scorer.name}" if both else scorer.name
+        sc = scorer.scores.get(frame)
+        if sc is None:
+            if scorer.scoring:
+                return f"Scoring with {who}…"
+            return f"{who}: {scorer.last_error}" if scorer.last_error else f"{who}: not scored yet."
+        m = sc["model"][how]
+        return (f"<b>{who}</b> on this frame: cIoU <b>{_fmt(m['ciou'])}</b> · NSA {_fmt(m['nsa'])}"
+                + ("" if both else f" <span style='color:{style.FG_DIM}'>(its heatmap of the whole sound, "
+                                    f"against every box)</span>"))
+
+    def _table_models(self) -> list[FrameScorer]:
+        tool = self.tool
+        return [s for s in tool.scorers if s.bundle is not None] if tool.comparing else [tool.a]
+
+    def _n_columns(self) -> int:
+        return 3 + 2 * len(self._table_models())
+
     def _update_table(self) -> None:
         tool = self.tool
         ed = tool.editor
         how = tool.how
         frames = ed.annotated_frames() if ed is not None else []
+        models = self._table_models()
+        heads = ["frame", "time", "boxes"]
+        for s in models:
+            heads += [f"cIoU {s.label}", f"NSA {s.label}"] if tool.comparing else ["cIoU", "NSA"]
+        if self.table.columnCount() != len(heads):
+            self.table.setColumnCount(len(heads))
+        self.table.setHorizontalHeaderLabels(heads)
         self._rows = frames
         self.table.setRowCount(len(frames))
         for r, f in enumerate(frames):
-            s = tool.scores.get(f)
-            vals = [str(f + 1), f"{ed.time_of(f):.2f}", str(len(ed.frames[f].boxes)),
-                    _fmt(s["model"][how]["ciou"]) if s else "", _fmt(s["model"][how]["nsa"]) if s else ""]
+            vals = [str(f + 1), f"{ed.time_of(f):.2f}", str(len(ed.frames[f].boxes))]
+            for m in models:
+                s = m.scores.get(f)
+                vals += [_fmt(s["model"][how]["ciou"]) if s else "", _fmt(s["model"][how]["nsa"]) if s else ""]
             for c, v in enumerate(vals):
                 it = QTableWidgetItem(v)
                 it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

@@ -14,7 +14,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
-from helpers import make_tiny_model, make_video  # noqa: E402
+from helpers import make_tiny_avin, make_tiny_model, make_video  # noqa: E402
 
 WAIT = 60000
 SLOW = 600000  # ms: scoring shares two cores with the window's own analysis and other work
@@ -417,6 +417,82 @@ def test_a_clip_with_boxes_is_scored_when_opened(qtbot, clip, tmp_path, dialogs)
         qtbot.waitUntil(lambda: "on this frame: cIoU <b>" in tool.panel.frame_scores.text(), timeout=WAIT)
         assert f"cIoU <b>{tool.scores[8]['model']['0.5']['ciou']:.2f}</b>" in tool.panel.frame_scores.text()
         assert "2 of 2 annotated frames scored" in tool.panel.clip_scores.text()
+        assert dialogs == []
+    finally:
+        w.shutdown()
+
+
+def test_a_second_model_scores_beside_the_first(qtbot, clip, tmp_path, dialogs):
+    """With a second model open beside the window's (an AVIN model beside a clustering model),
+    the panel shows both models' cIoU / NSA on each annotated frame and both running
+    cIoU@0.5 / AUC, each the number `avstudio eval --library --model A --model B` gives; closing
+    the second model leaves the first's alone."""
+    import numpy as np
+
+    from avstudio.analysis.box_eval import evaluate_boxes, library_samples
+    from avstudio.data.library import ClipLibrary
+    from avstudio.nets.checkpoint import load_model
+
+    hsa = make_tiny_model(tmp_path / "hsa", separator=False)
+    avin = make_tiny_avin(tmp_path)
+    w = make_win(qtbot, load_model=True, model=str(hsa))
+    try:
+        qtbot.waitUntil(lambda: w.player.bundle is not None, timeout=SLOW)
+        w.open_compare_model(str(avin))
+        qtbot.waitUntil(lambda: w.compare.bundle is not None, timeout=SLOW)
+        open_clip_in_library(qtbot, w, clip, tmp_path / "lib.avlib")
+        w.action("box_tool").trigger()
+        for f, box in ((6, (0.1, 0.1, 0.5, 0.6)), (25, (0.4, 0.3, 0.9, 0.9))):
+            w.viewer.seek_frame(f)
+            qtbot.waitUntil(lambda f=f: w.view.frame_index == f, timeout=WAIT)
+            drag(w.view, box[:2], box[2:])
+        tool = w.box_tool
+        assert tool.comparing and [s.label for s in tool.scorers] == ["A", "B"]
+        qtbot.waitUntil(lambda: all(len(s.scores) == 2 for s in tool.scorers) and not tool.scoring, timeout=SLOW)
+        with ClipLibrary(w.library_panel.lib.path) as lib:
+            res = evaluate_boxes([load_model(str(hsa)), load_model(str(avin))],
+                                 lambda cfg: library_samples(lib, cfg), {})
+        for scorer, m in zip(tool.scorers, res["models"], strict=True):
+            cli = {r["frame"]: r["model"] for r in m["frames"]}
+            assert sorted(cli) == [6, 25]
+            # the app runs a model on one frame at a time, eval on a batch: float32 sums in
+            # another order move a map by ~1e-7. Binarised at 0.5 that changes nothing; at the
+            # median it can: these tiny random models' upsampled maps have plateaus of
+            # thousands of equal pixels at the median, which such noise puts above or below it
+            for f in cli:
+                for k in ("ciou", "nsa"):
+                    assert scorer.scores[f]["model"]["0.5"][k] == pytest.approx(cli[f]["0.5"][k], abs=1e-6), \
+                        (scorer.label, f, k)
+                assert set(scorer.scores[f]["model"]) == {"0.5", "median"}
+            want = m["overall"]["model"]["0.5"]
+            summ = scorer.summary("0.5")
+            assert (summ["ciou@0.5"], summ["auc"], summ["n"]) == (want["ciou@0.5"], want["auc"], 2)
+        a25, b25 = (tool.scorers[i].scores[25]["model"]["0.5"] for i in (0, 1))
+        text = tool.panel.frame_scores.text()  # the frame shown: 25
+        assert f"A · {tool.a.name}</b> on this frame: cIoU <b>{a25['ciou']:.2f}</b> · NSA {a25['nsa']:.2f}" in text
+        assert f"B · {tool.b.name}</b> on this frame: cIoU <b>{b25['ciou']:.2f}</b> · NSA {b25['nsa']:.2f}" in text
+        clip_text = tool.panel.clip_scores.text()
+        assert f"A · {tool.a.name}</b> on this clip" in clip_text and f"B · {tool.b.name}</b> on this clip" in clip_text
+        table = tool.panel.table
+        heads = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+        assert heads == ["frame", "time", "boxes", "cIoU A", "NSA A", "cIoU B", "NSA B"]
+        assert table.item(1, 5).text() == f"{b25['ciou']:.2f}" and table.item(1, 3).text() == f"{a25['ciou']:.2f}"
+        # B's pane: the same boxes, B's scored region, nothing to edit; A's pane: A's region
+        la, lb = w.view.box_layer, w.compare.view.box_layer
+        assert lb is not None and [it[0] for it in lb.items] == [it[0] for it in la.items]
+        assert la.handles and not lb.handles and not any(it[2] for it in lb.items)
+        assert la.region is tool.scored_region(25, tool.a) and lb.region is tool.scored_region(25, tool.b)
+        assert la.region is not None and lb.region is not None and not np.array_equal(la.region, lb.region)
+        # one pane flipped to B: it outlines B's region
+        w.action("flip_ab").trigger()
+        qtbot.waitUntil(lambda: w.view.box_layer.region is tool.scored_region(25, tool.b), timeout=WAIT)
+        w.action("compare_side_by_side").trigger()
+        qtbot.waitUntil(lambda: w.view.box_layer.region is tool.scored_region(25, tool.a), timeout=WAIT)
+        # the second model closed: A's scores alone, as before
+        w.action("close_compare").trigger()
+        qtbot.waitUntil(lambda: table.columnCount() == 5, timeout=WAIT)
+        assert not tool.comparing and tool.b.scores == {} and "B ·" not in tool.panel.frame_scores.text()
+        assert f"cIoU <b>{a25['ciou']:.2f}</b>" in tool.panel.frame_scores.text()
         assert dialogs == []
     finally:
         w.shutdown()

@@ -4,7 +4,6 @@ and playing; A/B flip; an AVIN model as the window's own model (k = 1, and the a
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from helpers import make_tiny_model, make_video  # noqa: E402
+from helpers import make_tiny_avin, make_tiny_model, make_video  # noqa: E402
 
 WAIT = 30000  # ms: generous, the machine is shared
 
@@ -34,23 +33,6 @@ def open_clip(qtbot, w, path):
     assert w.open_file(path)
     qtbot.waitUntil(lambda: w.view.last_painted_index == 0, timeout=WAIT)
     qtbot.waitUntil(lambda: w.player.analysis_state == "done", timeout=WAIT)
-
-
-def make_tiny_avin(folder, seed: int = 0) -> Path:
-    """A randomly initialised AVIN (conv trunk, 8 x 8 maps from 32 px frames) with its card."""
-    import torch
-
-    from avstudio.nets.avin import AVINConfig, AVINModel
-    from avstudio.nets.checkpoint import component_tensors, save_tensors
-
-    torch.manual_seed(seed)
-    cfg = AVINConfig(frame_size=32, vis_channels=(8, 8, 8), aud_channels=(8, 8), embed_dim=16, audio_hidden=8)
-    m = AVINModel(cfg)
-    card = {"kind": "avstudio-avin", "method": "avin",
-            "components": {"avin": {"class": "AVINModel", "config": cfg.to_dict()}},
-            "command": "tests/gui/test_gui_compare.py make_tiny_avin", "created": "test"}
-    save_tensors(Path(folder) / "avin.safetensors", component_tensors("avin", m), card)
-    return Path(folder) / "avin.safetensors"
 
 
 @pytest.fixture(scope="module")
