@@ -39,6 +39,10 @@ DEFAULT_CODECS = {
     ".mov": ("libx264", "aac"),
     ".webm": ("libvpx-vp9", "libopus"),
     ".avi": ("mpeg4", "pcm_s16le"),
+    ".mpg": ("mpeg1video", "mp2"),
+    ".mpeg": ("mpeg2video", "mp2"),
+    ".ts": ("libx264", "aac"),
+    ".ogv": ("libvpx", "libopus"),
 }
 DEFAULT_AUDIO_ONLY = {
     ".wav": "pcm_s16le",

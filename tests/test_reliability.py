@@ -203,6 +203,8 @@ CASES = {
     "audio only (m4a)": (lambda d: make_audio_only(d / "audio.m4a", 2.0), "ok", "refused"),
     "audio only (mp4)": (lambda d: make_audio_only(d / "audio_only.mp4", 2.0), "ok", "refused"),
     "video only (no audio)": (lambda d: make_video(d / "video_only.mp4", 30, audio=False), "ok", "ok"),
+    "silent audio track (digital silence, mp3)": (
+        lambda d: make_video(d / "silent_mp3.mkv", 30, audio_kind="silence", audio_codec="libmp3lame"), "ok", "ok"),
     "8 kHz audio": (lambda d: make_video(d / "sr8k.mp4", 30, sr=8000), "ok", "ok"),
     "44.1 kHz audio": (lambda d: make_video(d / "sr44k.mp4", 30, sr=44100), "ok", "ok"),
     "48 kHz audio": (lambda d: make_video(d / "sr48k.mp4", 30, sr=48000), "ok", "ok"),
@@ -219,6 +221,8 @@ CASES = {
         lambda d: make_video((d / "dossier ñ 名前").mkdir(exist_ok=True) or d / "dossier ñ 名前" / "vidéo ü 1.mp4", 20),
         "ok", "ok"),
 }
+#: cases whose clip has no sound (no audio track, or a silent one): analysed with no sound cluster
+SOUNDLESS = {"video only (no audio)", "silent audio track (digital silence, mp3)", "7680x4320, one frame"}
 SLOW_CASES = {
     "one hour (1 fps, 8 kHz PCM, mkv)": (lambda d: make_long_hour(d / "hour.mkv"), "ok", "ok"),
 }
@@ -276,17 +280,21 @@ def check_info(path, r, expect):
     return got, msg
 
 
-def check_analyze(path, out, r, expect):
+def check_analyze(path, out, r, expect, sound=True):
     got, msg = outcome(r)
     if got == "ok":
         z = np.load(out / "heatmaps.npz")
         h, t = z["heatmaps"], z["times"]
-        assert h.dtype == np.float32 and h.ndim == 4 and h.shape[1] == 2
+        k = 2 if sound else 0  # a clip without sound gets no sound cluster, whatever --k says
+        assert h.dtype == np.float32 and h.ndim == 4 and h.shape[1] == k
         assert h.shape[0] == t.shape[0] >= 1 and t.dtype == np.float64
-        assert np.isfinite(h).all() and 0.0 <= h.min() and h.max() <= 1.0
+        assert np.isfinite(h).all() and (h.size == 0 or (0.0 <= h.min() and h.max() <= 1.0))
         assert np.all(np.diff(t) > 0)
         s = json.loads((out / "summary.json").read_text())
-        assert s["k"] == 2 and s["frames"] == h.shape[0]
+        assert s["k"] == k and s["frames"] == h.shape[0]
+        assert (s.get("note") is None) == sound, s.get("note")
+        if not sound:  # said once, on stderr, as a note (not an error)
+            assert r.stderr.strip() == f"avstudio analyze: note: {s['note']}", r.stderr
     else:  # refused: no partial output is left behind (the maps stream to disk as they come)
         left = [p.name for p in out.iterdir()] if out.exists() else []
         assert not [n for n in left if n.startswith(".heatmaps.npz") or n.startswith("heatmaps.npz")], left
@@ -327,7 +335,7 @@ def _check_case(name, spec, got):
     path, out, ri, ra = got
     _, want_info, want_analyze = spec
     gi, mi = check_info(path, ri, want_info)
-    ga, ma = check_analyze(path, out, ra, want_analyze)
+    ga, ma = check_analyze(path, out, ra, want_analyze, sound=name not in SOUNDLESS)
     REPORT[name] = {"file": Path(path).name, "info": gi, "info_message": mi, "analyze": ga,
                     "analyze_message": ma, "info_s": round(ri.seconds, 2), "analyze_s": round(ra.seconds, 2)}
     if gi == "ok":

@@ -248,12 +248,13 @@ class AnalysisCache:
             return d
 
     def auto_k(self) -> Optional[dict]:
-        """The counter's estimate stored earlier: {"k", "confidence", "rate"} or None."""
+        """The counter's estimate stored earlier: {"k", "rate"} or None."""
         v = self.meta().get("auto_k")
         return v if isinstance(v, dict) and isinstance(v.get("k"), int) else None
 
-    def save_auto_k(self, k: int, confidence: Optional[float] = None, rate: Optional[float] = None) -> None:
-        self.update_meta(auto_k={"k": int(k), "confidence": confidence, "rate": rate})
+    def save_auto_k(self, k: int, rate: Optional[float] = None) -> None:
+        """Keep the counter's count (``k``) and rate for this clip and model."""
+        self.update_meta(auto_k={"k": int(k), "rate": rate})
 
     # -- heatmaps -----------------------------------------------------------------------------
     def k_dir(self, k: int) -> Path:

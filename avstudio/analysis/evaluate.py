@@ -37,7 +37,7 @@ from ..media import VideoReader, read_audio
 from ..nets.kmeans import best_matching
 from ..progress import ProgressFn, check_cancel, emit
 from . import metrics as M
-from .localize import predict_count
+from .localize import estimate_count
 from .separate import evaluate_separation
 
 
@@ -286,9 +286,8 @@ def evaluate(bundle, data: str | Path, frames_per_clip: int = 4, max_clips: Opti
             check_cancel(cancel, "evaluation")
             if r.count is None:
                 continue
-            n, _, _ = predict_count(bundle, r.path)
             true.append(r.count)
-            pred.append(n)
+            pred.append(estimate_count(bundle, r.path).count)
             emit(progress, "count", i + 1, len(rows))
         result["counting"] = M.counting_summary(true, pred)
     if separation and bundle.separator is not None and bundle.av is not None:

@@ -99,6 +99,10 @@ class ClipAnalysis:
     # to the sink batch by batch and are None here; save() completes the sink's .npz
     sink: Optional[Any] = None
     method: str = "hsa"  # "hsa" (clusters) or "avin" (one map per frame)
+    # what the clip's audio holds (avstudio.analysis.sound.SoundCheck.to_dict())
+    sound: Optional[dict] = None
+    # one sentence when there is nothing to show: no sound, or no source found (k = 0)
+    note: Optional[str] = None
 
     def small_arrays(self) -> dict[str, np.ndarray]:
         d = {"times": self.times.astype(np.float64), "frames": self.frame_indices}
@@ -123,15 +127,17 @@ class ClipAnalysis:
             maps = {"heatmaps": self.heatmaps.astype(np.float32)}
             if self.aligned is not None:
                 maps["aligned"] = self.aligned.astype(np.float32)
-            if self.unaligned is not None:
+            if self.unaligned is not None:  # none for AVIN, and when there is no sound (k = 0)
                 maps["unaligned"] = self.unaligned.astype(np.float32)
             np.savez_compressed(out / "heatmaps.npz", **maps, **self.small_arrays())
             heatmap_shape = list(self.heatmaps.shape[1:])
         summary = {"video": self.path, "model": self.model, "method": self.method, "k": self.k, "fps": self.fps,
                    "frames": int(len(self.times)),
                    "heatmap_shape": heatmap_shape, "timings": self.timings,
-                   "count_prediction": self.count_prediction}
-        if self.method == "avin":
+                   "count_prediction": self.count_prediction, "sound": self.sound}
+        if self.note:
+            summary["note"] = self.note
+        elif self.method == "avin":
             summary["note"] = ("AVIN: one heatmap per frame (k = 1, no clusters): the cosine of the audio "
                                "embedding with every position, min-max normalised per frame")
         if extra_summary:
@@ -294,15 +300,64 @@ class FrameStacker:
         return out
 
 
-@torch.no_grad()
-def predict_count(bundle, path: str, windows: int = 8) -> tuple[int, float, float]:
-    """The counter's estimate for a clip: (count, confidence 0..1, Poisson rate).
+#: what the counter's rate is, in the words the app and the CLI use
+RATE_MEANING = ("the counter's rate: its estimate of the expected number of sound sources "
+                "(Poisson regression over moments of the clip); the count is the rate rounded to "
+                "the nearest whole number")
 
-    The rate is the mean over ``windows`` evenly spaced (frame, audio window) pairs.
+
+@dataclass(frozen=True)
+class CountEstimate:
+    """How many sound sources a clip has, and why.
+
+    ``count``: 0..16. ``rate``: the counter's Poisson rate (see :data:`RATE_MEANING`), or None
+    when the count did not come from the counter: a clip without sound has 0 sources
+    (``sound`` says why). ``model``: the model that counted.
+    """
+
+    count: int
+    rate: Optional[float]
+    sound: Any  # avstudio.analysis.sound.SoundCheck
+    model: str = ""
+
+    @property
+    def by_counter(self) -> bool:
+        return self.rate is not None
+
+    def text(self) -> str:
+        """"2 sources (rate 1.94)", "0 sources: this clip is silent (...)"."""
+        s = "source" if self.count == 1 else "sources"
+        if self.by_counter:
+            return f"{self.count} {s} (rate {self.rate:.2f})"
+        return f"{self.count} {s}: {self.sound.note()}"
+
+    def to_dict(self) -> dict:
+        d = {"count": int(self.count), "rate": None if self.rate is None else float(self.rate),
+             "by": "counter" if self.by_counter else "sound check",
+             "sound": self.sound.state}
+        if self.by_counter:
+            d["rate_meaning"] = RATE_MEANING
+        else:
+            d["note"] = self.sound.note()
+        if self.model:
+            d["model"] = self.model
+        return d
+
+
+@torch.no_grad()
+def estimate_count(bundle, path: str, windows: int = 8, sound=None) -> CountEstimate:
+    """How many sound sources ``path`` has: 0 when it has no sound (no audio track, or silent:
+    :mod:`avstudio.analysis.sound`), else the counter's rate over ``windows`` evenly spaced
+    (frame, audio window) pairs, rounded. ``sound``: the clip's SoundCheck, if already made.
     """
     from ..media import VideoReader, read_audio
     from ..nets.counter import rate_to_count
+    from .sound import check_sound
 
+    if sound is None:
+        sound = check_sound(path)
+    if not sound.sound:
+        return CountEstimate(0, None, sound, bundle.name)
     if bundle.counter is None:
         raise AVStudioError(f"{bundle.name}: this model has no source counter")
     cfg = bundle.av.cfg
@@ -324,18 +379,14 @@ def predict_count(bundle, path: str, windows: int = 8) -> tuple[int, float, floa
         times = [vr.time_of_index(i) for i in idx]
     waves = []
     for t in times:
-        if info.has_audio:
-            a0 = t - cfg.audio_seconds / 2
-            w = read_audio(path, cfg.sample_rate, max(0.0, a0), max(0.0, a0) + cfg.audio_seconds)
-        else:
-            w = np.zeros(cfg.audio_samples, np.float32)
+        a0 = t - cfg.audio_seconds / 2
+        w = read_audio(path, cfg.sample_rate, max(0.0, a0), max(0.0, a0) + cfg.audio_seconds)
         waves.append(np.pad(w, (0, max(0, cfg.audio_samples - len(w))))[:cfg.audio_samples])
     dev = next(bundle.av.parameters()).device
     ft = _to_tensor_frames(frames).to(dev)
     wt = torch.from_numpy(np.stack(waves).astype(np.float32)).to(dev)
     lam = float(bundle.counter.log_rate(wt, bundle.av, ft).exp().mean())
-    n_pred, conf = rate_to_count(lam)
-    return n_pred, conf, lam
+    return CountEstimate(rate_to_count(lam), lam, sound, bundle.name)
 
 
 @torch.no_grad()
@@ -343,10 +394,14 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
                  start_frame: int = 0, stop_frame: Optional[int] = None,
                  progress: ProgressFn | None = None, cancel=None,
                  on_batch: Optional[Callable[[np.ndarray, np.ndarray], None]] = None,
-                 threads: Optional[int] = None, sink=None) -> ClipAnalysis:
+                 threads: Optional[int] = None, sink=None, sound=None) -> ClipAnalysis:
     """Heatmaps for every frame in [start_frame, stop_frame) of ``path``.
 
-    ``k`` = number of sound clusters (None: the counter's estimate, else 1).
+    ``k`` = number of sound clusters (None: the counter's estimate, else 1). A clip without
+    sound (no audio track, or silent: :mod:`avstudio.analysis.sound`) has none: ``k`` is 0
+    whatever was asked, the maps have no cluster (``[T, 0, h, w]``) and ``note`` says why;
+    the model is not run on it. ``sound``: the clip's SoundCheck when already made (the app
+    analyses a clip chunk by chunk and checks its sound once).
     ``on_batch(frame_indices, heatmaps)`` is called as results come (GUI: show them early).
     ``sink``: an :class:`~avstudio.analysis.npzstream.NpzStreamWriter`; the per-frame maps
     (``heatmaps``, ``aligned``, ``unaligned``) go to it batch by batch instead of being kept,
@@ -369,26 +424,38 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
     cfg = av.cfg
     S = cfg.frame_size
     dev = next(av.parameters()).device
+    from .sound import check_sound
+
     info = probe(path)
     if not info.has_video:
         raise MediaError(f"{show(path)} has no video stream to analyse (it holds audio only)")
     t_start = time.perf_counter()
-    count_pred = None
-    if is_avin:
+    if sound is None:
+        sound = check_sound(path, info, cancel=cancel)
+    count_est: Optional[CountEstimate] = None
+    note = None
+    if not sound.sound:  # nothing to localise, whatever the model or k
+        count_est = CountEstimate(0, None, sound, bundle.name)
+        note = sound.note()
+        if k:
+            note += f" (k = {k} was asked: no sound cluster is made)"
+        k = 0
+    elif is_avin:
         k = 1
     elif k is None:
-        if bundle.counter is not None and info.has_audio:
-            n, conf, lam = predict_count(bundle, path)
-            count_pred = {"count": n, "confidence": conf, "rate": lam}
-            k = max(1, n)
+        if bundle.counter is not None:
+            count_est = estimate_count(bundle, path, sound=sound)
+            k = count_est.count
+            if k == 0:
+                note = f"the counter found no sound source (rate {count_est.rate:.2f})"
         else:
             k = 1
-    k = int(max(1, min(k, 6)))
+    k = int(max(0, min(k, 6)))
     fps = float(info.fps or 25.0)
     total = info.frame_count if stop_frame is None else min(stop_frame, info.frame_count)
     t0 = start_frame / fps
     chunks = iter_audio(path, cfg.sample_rate, chunk_seconds=2.0, start=max(0.0, t0 - cfg.audio_seconds)) \
-        if info.has_audio else None
+        if info.has_audio and k > 0 else None
     ring = AudioRing(chunks, cfg.sample_rate, cfg.audio_samples)
     if chunks is not None:
         ring.start = int(round(max(0.0, t0 - cfg.audio_seconds) * cfg.sample_rate))
@@ -406,9 +473,40 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
     if sep is not None and sep.cfg.conditioning == "attended":
         attend_tau = float(sep.cfg.attend_tau)
 
+    map_hw: list[tuple[int, int]] = []
+
+    def flush_silent():
+        """k = 0: no sound to localise; the frames and their times, maps with no cluster."""
+        if not map_hw:  # the map size, from one frame through the visual network
+            vis_net = av.visual_map if is_avin else av.visual
+            map_hw.append(tuple(vis_net(_to_tensor_frames([pending[0][2]]).to(dev)).shape[-2:]))
+        h, w = map_hw[0]
+        B = len(pending)
+        z = np.zeros((B, 0, h, w), np.float32)
+        if sink is not None:
+            sink.append("heatmaps", z)
+            sink.append("aligned", z)
+        else:
+            heat.append(z)
+            aligned.append(z)
+        D = int(av.cfg.embed_dim)
+        vvecs.append(np.zeros((B, 0, D), np.float32))
+        acent.append(np.zeros((B, 0, D), np.float32))
+        if attend_tau is not None:
+            attended.append(np.zeros((B, 0, D), np.float32))
+        fi = np.array([p[0] for p in pending])
+        idxs.append(fi)
+        times.append(np.array([p[1] for p in pending]))
+        if on_batch is not None:
+            on_batch(fi, z)
+        pending.clear()
+
     def flush():
         nonlocal ref, t_model
         if not pending:
+            return
+        if k == 0:
+            flush_silent()
             return
         tm = time.perf_counter()
         fr = _to_tensor_frames([p[2] for p in pending]).to(dev)
@@ -536,11 +634,13 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
         path=str(path), k=k, fps=fps, frame_indices=np.concatenate(idxs), times=np.concatenate(times),
         heatmaps=None if sink is not None else _cat32(heat),
         aligned=None if sink is not None or is_avin else _cat32(aligned),
-        unaligned=None if sink is not None or is_avin else _cat32(unaligned),
+        unaligned=None if sink is not None or is_avin or k == 0 else _cat32(unaligned),
         visual_vectors=None if is_avin else _cat32(vvecs), audio_centers=_cat32(acent), timings=timings,
         model=bundle.name, method="avin" if is_avin else "hsa",
-        count_prediction=count_pred, attended_vectors=_cat32(attended) if attend_tau is not None else None,
-        attended_tau=float(attend_tau if attend_tau is not None else 0.05), sink=sink)
+        count_prediction=None if count_est is None else count_est.to_dict(),
+        attended_vectors=_cat32(attended) if attend_tau is not None else None,
+        attended_tau=float(attend_tau if attend_tau is not None else 0.05), sink=sink,
+        sound=sound.to_dict(), note=note)
 
 
 def map_stride(cfg, fps: float) -> int:

@@ -6,11 +6,15 @@ from __future__ import annotations
 def register(sub):
     p = sub.add_parser("analyze", help="heatmaps (and separated stems) for every frame of a video",
                        description="Writes DIR/heatmaps.npz (heatmaps [T,K,h,w] in 0..1, times [T]), "
-                                   "DIR/stems/<k>.wav and DIR/summary.json.")
+                                   "DIR/stems/<k>.wav and DIR/summary.json. A clip with no audio track "
+                                   "or a silent one has no sound cluster: K = 0, no stems, and a note "
+                                   "in summary.json.")
     p.add_argument("video")
     p.add_argument("--model", default=None, help="MODEL file or folder (default: the shipped model)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--k", type=int, default=None, help="number of sound clusters (default: the counter's estimate)")
+    p.add_argument("--k", type=int, default=None,
+                   help="number of sound clusters (default: the counter's estimate; a clip without "
+                        "sound has none whatever is asked)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=32, help="frames per batch")
     p.add_argument("--no-stems", action="store_true", help="skip source separation")
@@ -20,6 +24,7 @@ def register(sub):
 
 def run(args) -> int:
     import json
+    import sys
 
     from ..errors import AVStudioError
     from ..media._common import open_input
@@ -53,6 +58,11 @@ def run(args) -> int:
             out = res.save(args.out, extra_summary=extra)
     finally:
         progress.close()
-    print(json.dumps({"out": str(out), "k": res.k, "frames": int(len(res.times)),
-                      "timings": res.timings}, indent=2))
+    result = {"out": str(out), "k": res.k, "frames": int(len(res.times)), "timings": res.timings}
+    if res.count_prediction is not None:
+        result["count"] = res.count_prediction
+    if res.note:
+        result["note"] = res.note
+        print(f"avstudio analyze: note: {res.note}", file=sys.stderr)
+    print(json.dumps(result, indent=2))
     return 0

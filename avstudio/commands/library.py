@@ -34,8 +34,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
     q = lsub.add_parser("import", help="add clips from folders, manifest CSVs or media files")
     q.add_argument("lib", metavar="LIB")
     q.add_argument("paths", metavar="PATH", nargs="+",
-                   help="a folder (searched for mp4/mkv/webm/mov/avi/m4v), a manifest .csv "
-                        "(path,count), or a media file")
+                   help="a folder (every file FFmpeg reads as a video; the others are listed as "
+                        "skipped, with why), a manifest .csv (path,count), or a video file")
     q.add_argument("--no-recursive", dest="recursive", action="store_false",
                    help="only the top level of folders")
     q.add_argument("--who", default="manifest",
@@ -60,7 +60,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
     q.add_argument("--stage", metavar="CN", help="only clips of this stage, e.g. C1 (none: no stage)")
     q.add_argument("--search", metavar="TEXT", help="only clips whose path contains TEXT")
     q.add_argument("--sort", default="path",
-                   help="path, id, added, duration, count, confidence, stage, annotated_at "
+                   help="path, id, added, duration, count, rate, margin (the counter's least certain "
+                        "first), stage, annotated_at "
                         "(prefix - to reverse; default path)")
     q.add_argument("--limit", type=int, help="at most this many clips")
     q.add_argument("--json", action="store_true", help="print JSON (a list of clips)")
@@ -160,7 +161,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..data.library import ImportReport, is_media_file
+    from ..data.library import ImportReport, summarize_skipped
     from ..progress import tqdm_progress
 
     # check every path before touching the library, so a typo changes nothing
@@ -170,13 +171,12 @@ def _import(args: argparse.Namespace) -> int:
             kinds.append("folder")
         elif os.path.isfile(p) and p.lower().endswith(".csv"):
             kinds.append("manifest")
-        elif os.path.isfile(p) and is_media_file(p):
-            kinds.append("file")
+        elif os.path.isfile(p):
+            kinds.append("file")  # any file FFmpeg reads as a video
         elif not os.path.exists(p):
             raise DataError(f"{p} does not exist")
         else:
-            raise DataError(f"{p} is neither a folder, a manifest .csv nor a media file "
-                            f"(mp4, mkv, webm, mov, avi, m4v)")
+            raise DataError(f"{p} is neither a folder, a manifest .csv nor a file")
     progress = tqdm_progress(disable=args.quiet or not sys.stderr.isatty(), leave=False)
     total = ImportReport()
     try:
@@ -188,18 +188,24 @@ def _import(args: argparse.Namespace) -> int:
                     rep = lib.import_manifest(p, who=args.who, progress=progress)
                 else:
                     rep = lib.import_files([p], progress=progress)
+                    rep.failed.extend(rep.not_media)  # a file asked for by name that is no video
+                    rep.not_media = []
                 progress.close()
                 total.merge(rep)
     finally:
         progress.close()
     for path, reason in total.failed:
         print(f"not imported: {path}: {reason}", file=sys.stderr)
+    for line in summarize_skipped(total.not_media):
+        print(f"skipped, not videos: {line}", file=sys.stderr)
     parts = [f"added {total.added}", f"already there {total.skipped}"]
     if total.relinked:
         parts.append(f"moved files re-found {total.relinked}")
     if total.annotated:
         parts.append(f"annotations {total.annotated}")
     parts.append(f"failed {len(total.failed)}")
+    if total.not_media:
+        parts.append(f"not videos {len(total.not_media)}")
     print(", ".join(parts))
     return 1 if total.failed else 0
 
@@ -218,7 +224,7 @@ def _list(args: argparse.Namespace) -> int:
         json.dump([r.to_dict() for r in rows], sys.stdout, indent=1)
         print()
         return 0
-    print(f"{'id':>5} {'stage':>5} {'count':>5} {'pred':>4} {'conf':>5} {'dur':>6}  path")
+    print(f"{'id':>5} {'stage':>5} {'count':>5} {'pred':>4} {'rate':>5} {'dur':>6}  path")
     for r in rows:
         count = _fmt(r.count) if r.annotated else ""
         if r.annotated and r.count is None:
@@ -227,7 +233,7 @@ def _list(args: argparse.Namespace) -> int:
             count += "~"
         flag = "  [missing]" if r.missing else ""
         print(f"{r.id:>5} {_fmt(r.stage):>5} {count:>5} {_fmt(r.predicted_count):>4} "
-              f"{_fmt(r.predicted_confidence, '.2f'):>5} {_fmt(r.duration, '.1f'):>6}  {r.path}{flag}")
+              f"{_fmt(r.predicted_rate, '.2f'):>5} {_fmt(r.duration, '.1f'):>6}  {r.path}{flag}")
     print(f"{len(rows)} clips", file=sys.stderr)
     return 0
 

@@ -115,7 +115,7 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Mo
     """Load a MODEL (file or folder; None = the shipped default) into a :class:`ModelBundle`."""
     if path is None:
         path = default_model_path()
-    bundle = ModelBundle(name=Path(path).stem if Path(path).is_file() else Path(path).name)
+    bundle = ModelBundle(name=model_name(path))
     for f in model_files(path):
         tensors, card = load_tensors(f)
         comps = card.get("components")
@@ -137,6 +137,25 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Mo
     return bundle.to(device)
 
 
+#: file names that do not name a model by themselves (a run folder's, a model folder's parts)
+GENERIC_STEMS = {"model", "checkpoint", "localizer", "separator", "counter", "weights"}
+
+
+def model_name(path: str | os.PathLike) -> str:
+    """How a MODEL is named on screen and in outputs: a folder by its name (``default``), a
+    file by its stem, with its folder when the stem alone says nothing: a fine-tune's
+    ``run-3/model.safetensors`` is ``run-3/model``, its ``stages/C1.safetensors`` ``run-3/C1``."""
+    p = Path(path)
+    if not p.is_file():
+        return p.name
+    parent = p.parent.name
+    if p.parent.name == "stages" and p.parent.parent.name:
+        return f"{p.parent.parent.name}/{p.stem}"
+    if p.stem in GENERIC_STEMS and parent:
+        return f"{parent}/{p.stem}"
+    return p.stem
+
+
 def default_model_path() -> Path:
     """The shipped default model (``models/default``, see :mod:`avstudio.assets`), or $AVSTUDIO_MODEL."""
     env = os.environ.get("AVSTUDIO_MODEL")
@@ -149,4 +168,5 @@ def default_model_path() -> Path:
 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelBundle", "card_path", "component_tensors", "default_model_path",
+           "model_name",
            "load_model", "load_state", "load_tensors", "model_files", "save_tensors"]

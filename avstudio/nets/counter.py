@@ -2,9 +2,10 @@
 
 The counter sees one audio window and its frame: a small audio conv trunk of its own on
 the log-mel spectrogram, plus the (frozen) clustering-alignment model's pooled audio and
-visual embeddings. It predicts a Poisson rate lambda; a clip's rate is the mean rate of
-its windows, the predicted count is the nearest integer to it, and the confidence is how
-far lambda sits from the decision boundary (1 at an integer, 0 half way between two).
+visual embeddings. It predicts a Poisson rate lambda, the expected number of sound sources;
+a clip's rate is the mean rate of its windows and the predicted count is that rate rounded
+to the nearest whole number (0 when it is below 0.5). The rate is what the app and the CLI
+show beside the count: 1.94 and 1.51 both give 2, the second one barely.
 """
 
 from __future__ import annotations
@@ -82,8 +83,7 @@ def cluster_statistics(av: AVModel, aud: torch.Tensor, w: torch.Tensor, kmax: in
     return torch.cat([torch.stack(dist, 1), torch.stack(close, 1)], 1)
 
 
-def rate_to_count(rate: torch.Tensor | float, max_count: int = 16) -> tuple[int, float]:
+def rate_to_count(rate: torch.Tensor | float, max_count: int = 16) -> int:
+    """The count a Poisson rate stands for: the nearest whole number, 0..max_count."""
     lam = float(rate)
-    n = int(min(max(round(lam), 0), max_count))
-    conf = float(max(0.0, 1.0 - 2.0 * abs(lam - round(lam))))
-    return n, conf
+    return int(min(max(round(lam), 0), max_count))

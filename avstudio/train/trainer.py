@@ -17,6 +17,10 @@ A run folder holds::
 stages, batches, progress, checkpoints, resume and torchrun support; it has no clusters (the
 stage's k is not used) and no counter.
 
+A model fine-tuned from one with a separator keeps that separator, unchanged, in its stage and
+final model files (their card names where it came from): fine-tuning never takes away the
+stems and the sound of a pixel.
+
 Running the same command again resumes after the last finished epoch (at most one epoch
 is lost to Ctrl-C or kill -9); a finished run is reported and left as it is. Progress goes
 to a plain callback (CLI: tqdm, GUI: Qt signals). Under torchrun the same code trains
@@ -38,7 +42,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..analysis.localize import predict_count
+from ..analysis.localize import estimate_count
 from ..data.clips import ClipWindows, augment_frames, collate_windows
 from ..data.lazy_manifest import count_values, is_lazy, labelled_rows, present_counts, rows_with_count
 from ..errors import Cancelled, CheckpointError, DataError
@@ -151,8 +155,7 @@ def grade_rows(rows: Sequence[Row], init_bundle=None, cfg: AVConfig | None = Non
     out = []
     for i, r in enumerate(rows):
         if r.count is None:
-            n, _conf, _lam = predict_count(init_bundle, r.path)
-            r = Row(r.path, n)
+            r = Row(r.path, estimate_count(init_bundle, r.path).count)
         out.append(r)
         emit(progress, "grading", i + 1, len(rows))
     return out
@@ -246,6 +249,11 @@ class Trainer:
                 self.model.load_state_dict(self.init_bundle.av.state_dict())
                 if self.init_bundle.counter is not None:
                     self.counter = self.init_bundle.counter.to(self.device)
+        # the separator of the model fine-tuned from travels with it, unchanged (it is not trained
+        # here): the model a fine-tune leaves keeps stems and click-to-hear
+        self.kept_separator = None
+        if not self.avin and self.init_bundle is not None and self.init_bundle.separator is not None:
+            self.kept_separator = self.init_bundle.separator.to("cpu")
         self.history: list[dict[str, Any]] = []
         self._mixed_levels: list[int] = []
         self.skipped: dict[str, str] = {}
@@ -255,7 +263,8 @@ class Trainer:
     def ckpt_path(self) -> Path:
         return self.run_dir / "checkpoint.safetensors"
 
-    def _card(self, stages_done: list[dict], extra: Optional[dict] = None) -> dict[str, Any]:
+    def _card(self, stages_done: list[dict], extra: Optional[dict] = None,
+              with_separator: bool = False) -> dict[str, Any]:
         if self.avin:
             kind = "avstudio-avin"
             comps = {"avin": {"class": "AVINModel", "config": self.model_cfg.to_dict()}}
@@ -279,13 +288,24 @@ class Trainer:
             card["visual_init"] = self.visual_init
         if extra:
             card.update(extra)
+        if with_separator and self.kept_separator is not None:
+            src = self.init_bundle.card("sep")
+            card["components"]["sep"] = {"class": "Separator", "config": self.kept_separator.cfg.to_dict()}
+            card["separator"] = {
+                "kept_from": self.init_bundle.paths.get("sep"), "trained_here": False,
+                "note": "the separator of the model this one was fine-tuned from, unchanged: it was trained "
+                        "on that model's visual vectors (av_model), which fine-tuning moved a little"}
+            if src.get("av_model"):
+                card["av_model"] = src["av_model"]  # what avstudio.analysis.separate.av_match checks
         return card
 
-    def _model_tensors(self) -> dict[str, torch.Tensor]:
+    def _model_tensors(self, with_separator: bool = False) -> dict[str, torch.Tensor]:
         if self.avin:
             return component_tensors("avin", self.model)
         t = component_tensors("av", self.model)
         t.update(component_tensors("counter", self.counter))
+        if with_separator and self.kept_separator is not None:
+            t.update(component_tensors("sep", self.kept_separator))
         return t
 
     def _modules(self) -> dict[str, torch.nn.Module]:
@@ -411,8 +431,9 @@ class Trainer:
                 info = self._train_stage(si, k, ep0, opt_state, stages_done, t0, stage_deadline)
                 stages_done = [s for s in stages_done if s["k"] != k] + [info]
                 if self.dist.is_main:
-                    save_tensors(self.run_dir / "stages" / f"{info['stage']}.safetensors", self._model_tensors(),
-                                 self._card(stages_done))
+                    save_tensors(self.run_dir / "stages" / f"{info['stage']}.safetensors",
+                                 self._model_tensors(with_separator=True),
+                                 self._card(stages_done, with_separator=True))
             start_epoch, opt_state = 0, None
         counter_info = self._train_counter(start_epoch if phase == "counter" else 0,
                                            opt_state if phase == "counter" else None,
@@ -420,8 +441,8 @@ class Trainer:
         if self.dist.is_main:
             card = self._card(stages_done, {"counter_training": counter_info,
                                             "history": self.history,
-                                            "train_seconds": time.time() - t0})
-            save_tensors(final, self._model_tensors(), card)
+                                            "train_seconds": time.time() - t0}, with_separator=True)
+            save_tensors(final, self._model_tensors(with_separator=True), card)
         self._write_run_json("done", {"stages": stages, "model": str(final),
                                       "skipped_clips": self.skipped, "skipped_count": len(self.skipped)})
         D.barrier(self.dist)

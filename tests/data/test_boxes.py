@@ -194,14 +194,14 @@ def test_migrates_v2_file_in_place(tmp_path):
     raw.executescript(V2_SCHEMA)
     raw.close()
     with ClipLibrary(path, create=False) as lib:
-        assert lib.schema_version == SCHEMA_VERSION == 3
+        assert lib.schema_version == SCHEMA_VERSION == 4
         a = lib.get(1)
         assert (a.count, a.annotated_by) == (2, "ann") and [r.name for r in lib.runs()] == ["r"]
         lib.set_frame_boxes(1, 25, 1.0, [make_box(0.2, 0.2, 0.4, 0.4)])
         assert lib.box_frames(1)[0].frame == 25
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     raw.close()
 
 

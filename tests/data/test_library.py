@@ -129,11 +129,16 @@ def test_migrates_v1_file_and_keeps_data(tmp_path):
     raw.executescript(V1_SCHEMA)
     raw.close()
     with ClipLibrary(path, create=False) as lib:
-        assert lib.schema_version == SCHEMA_VERSION == 3
+        assert lib.schema_version == SCHEMA_VERSION == 4
         a, b = lib.get(1), lib.get(2)
         assert (a.path, a.count, a.unsure, a.annotated_by, a.stage) == ("/data/a.mp4", 3, True, "ann", "C3")
         assert a.missing is False and a.last_seen == "2024-01-01T00:00:00.000Z"
         assert (b.count, b.predicted_count, b.predicted_confidence, b.stage) == (None, 1, 0.25, "C1")
+        assert b.predicted_rate is None  # made before rates were stored
+        # v4: the counter's rate, and the margin order takes old and new predictions alike
+        lib.set_prediction(1, 2, 2.45, "m")  # margin 0.05: less certain than b's 0.25 / 2
+        assert lib.get(1).predicted_rate == 2.45 and lib.get(1).predicted_confidence is None
+        assert [r.id for r in lib.clips(order_by="margin")] == [1, 2]
         assert [h.count for h in lib.annotation_history(1)] == [2, 3]
         # v2 features work on the migrated file
         assert lib.runs() == []
@@ -243,6 +248,53 @@ def test_import_folder(tmp_path, lib, templates):
         lib.import_folder(tmp_path / "nowhere")
 
 
+def _still_png(path: Path) -> Path:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", format="image2") as c:
+        s = c.add_stream("png")
+        s.width, s.height, s.pix_fmt = 16, 16, "rgb24"
+        for p in s.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")):
+            c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+def test_import_takes_whatever_ffmpeg_reads_and_says_what_it_skipped(tmp_path, lib):
+    """Every video FFmpeg reads is imported, whatever its name (.mpg, .mpeg, .ts, .ogv, none at
+    all); every other file is listed with why it was skipped; the library's own files are
+    never opened."""
+    from helpers import make_audio_only
+
+    d = tmp_path / "mixed"
+    vids = [mkvideo(d / n, 12, size=(32, 32)) for n in ("a.mpg", "b.mpeg", "c.ts", "d.ogv", "e.mp4")]
+    shutil.copyfile(vids[-1], d / "no_extension")
+    _still_png(d / "still.png")
+    make_audio_only(d / "sound.wav", 0.5)
+    (d / "notes.json").write_text("{}")
+    make_text(d / "broken.mp4")  # named as a video, unreadable: failed
+    make_random_bytes(d / "blob.bin")  # no video name, unreadable: not a video
+    rep = lib.import_folder(d)
+    assert rep.added == 6, rep
+    assert sorted(Path(c.path).name for c in lib.clips()) == ["a.mpg", "b.mpeg", "c.ts", "d.ogv", "e.mp4",
+                                                               "no_extension"]
+    assert [Path(p).name for p, _ in rep.failed] == ["broken.mp4"]
+    skipped = {Path(p).name: why for p, why in rep.not_media}
+    assert skipped == {"still.png": "a still image, not a video", "sound.wav": "audio only: no video stream",
+                       "notes.json": "not a video (a .json file)", "blob.bin": "not a media file FFmpeg can read"}
+    lines = libmod.summarize_skipped(rep.not_media)
+    assert len(lines) == 4 and all(line.startswith("1 file: ") for line in lines)
+    # the folder holding the library: its file and its -wal / -shm are skipped, never opened
+    wal = Path(str(lib.path) + "-wal")
+    assert wal.exists()
+    rep = lib.import_folder(tmp_path, recursive=False)
+    assert {Path(p).name for p, why in rep.not_media if "clip library itself" in why} >= {"lib.avlib",
+                                                                                         "lib.avlib-wal"}
+    assert wal.exists() and rep.added == 0
+
+
 def test_import_cancel_keeps_committed_batches(tmp_path, lib, templates):
     paths = copy_clips(templates, tmp_path / "m", [f"c{i}.mp4" for i in range(6)])
     stop = threading.Event()
@@ -325,13 +377,13 @@ def test_export_csv_round_trip_and_json(tmp_path, lib, templates):
     lib.annotate(rows[1].id, 0, unsure=True, who="ann")
     lib.annotate(rows[2].id, 7, who="bob")
     lib.annotate(rows[2].id, 4, who="bob")  # corrected: the latest counts
-    lib.set_prediction(rows[3].id, 2, 0.4, "counter.safetensors")
+    lib.set_prediction(rows[3].id, 2, 2.3, "counter.safetensors")
     out = tmp_path / "out" / "labels.csv"
     out.parent.mkdir()
     assert lib.export_csv(out) == 3
     with open(out, newline="") as fh:
         got = list(csv.DictReader(fh))
-    assert list(got[0]) == ["path", "count", "unsure", "who", "when", "predicted_count"]
+    assert list(got[0]) == ["path", "count", "unsure", "who", "when", "predicted_count", "predicted_rate"]
     assert {r["path"]: r["count"] for r in got} == {rows[0].path: "1", rows[1].path: "0",
                                                     rows[2].path: "4"}
 
@@ -357,7 +409,7 @@ def test_export_csv_round_trip_and_json(tmp_path, lib, templates):
     assert data["format"] == "avstudio-library" and data["schema_version"] == SCHEMA_VERSION
     by_path = {c["path"]: c for c in data["clips"]}
     assert [h["count"] for h in by_path[rows[2].path]["annotation_history"]] == [7, 4]
-    assert by_path[rows[3].path]["predictions"][0]["confidence"] == 0.4
+    assert by_path[rows[3].path]["predictions"][0]["rate"] == 2.3
     assert not list(tmp_path.glob(".*.tmp")) and not list(out.parent.glob(".*.tmp"))
 
 
@@ -392,7 +444,7 @@ def test_annotation_history_and_undo(tmp_path, lib, templates):
     # 0 = none audible is a count; None = looked, can't tell (annotated, no count)
     lib.annotate(r.id, 0)
     assert (lib.get(r.id).count, lib.get(r.id).stage) == (0, "C0")
-    lib.set_prediction(r.id, 5, 0.9, "m")
+    lib.set_prediction(r.id, 5, 4.9, "m")
     lib.annotate(r.id, None, unsure=True)
     row = lib.get(r.id)
     assert row.annotated and row.count is None and row.stage == "C5"  # stage from the prediction
@@ -400,8 +452,9 @@ def test_annotation_history_and_undo(tmp_path, lib, templates):
 
     with pytest.raises(DataError, match="no clip"):
         lib.annotate(9999, 1)
-    with pytest.raises(DataError):
-        lib.set_prediction(r.id, 1, 1.5, "m")
+    for bad_rate in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(DataError):
+            lib.set_prediction(r.id, 1, bad_rate, "m")
     with pytest.raises(DataError):
         lib.restore_annotation(r.id, 123456)
 
@@ -412,8 +465,8 @@ def test_clips_filters_orders_and_manifest_rows(tmp_path, lib, templates):
     lib.annotate(ids[0], 1)
     lib.annotate(ids[1], 2, unsure=True)
     lib.annotate(ids[2], 2)
-    lib.set_prediction(ids[2], 3, 0.8, "m")  # disagrees with the annotation
-    lib.set_prediction(ids[3], 1, 0.6, "m")
+    lib.set_prediction(ids[2], 3, 3.1, "m")  # disagrees with the annotation
+    lib.set_prediction(ids[3], 1, 1.2, "m")
     lib.annotate(ids[4], None)
     assert {r.id for r in lib.clips("annotated")} == {ids[0], ids[1], ids[2], ids[4]}
     assert {r.id for r in lib.clips("unannotated")} == {ids[3], ids[5]}
@@ -455,11 +508,12 @@ def test_clip_queries_refuse_unknown_filters_orders_and_stages(lib, bad):
 def test_next_unannotated_order(tmp_path, lib, templates):
     rows = lib_with_clips(lib, templates, tmp_path / "m", 6)
     ids = [r.id for r in rows]  # paths c0..c5 sort in id order
-    lib.set_prediction(ids[4], 2, 0.9, "m")
-    lib.set_prediction(ids[2], 1, 0.2, "m")
-    lib.set_prediction(ids[5], 1, 0.2, "m")  # same confidence: by path
-    lib.set_prediction(ids[0], 3, 0.7, "old")
-    lib.set_prediction(ids[0], 3, 0.5, "new")  # the latest prediction counts
+    # the rate's margin from the boundary between two counts: 0.45, 0.1, 0.1, (0.35), 0.25
+    lib.set_prediction(ids[4], 2, 2.05, "m")
+    lib.set_prediction(ids[2], 1, 1.4, "m")
+    lib.set_prediction(ids[5], 1, 1.4, "m")  # same margin: by path
+    lib.set_prediction(ids[0], 3, 3.15, "old")
+    lib.set_prediction(ids[0], 3, 2.75, "new")  # the latest prediction counts
     lib.annotate(ids[1], 2)  # annotated: never proposed
     expected = [ids[2], ids[5], ids[0], ids[4], ids[3]]
 

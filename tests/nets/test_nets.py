@@ -153,10 +153,8 @@ def test_checkpoint_refusals(tmp_path, monkeypatch):
 
 
 def test_rate_to_count():
-    assert rate_to_count(2.0) == (2, 1.0)
-    n, conf = rate_to_count(2.4)
-    assert n == 2 and 0.1 < conf < 0.3
-    assert rate_to_count(0.2)[0] == 0
+    assert rate_to_count(2.0) == 2 and rate_to_count(2.4) == 2 and rate_to_count(2.6) == 3
+    assert rate_to_count(0.2) == 0
 
 
 def test_stacked_frames_input_and_residual_trunk():

@@ -288,3 +288,47 @@ def test_map_rate_interpolates_between_computed_frames(bench, tmp_path):
             u = (j - a) / (b - a)
             want = (1 - u) * part.heatmaps[a] + u * part.heatmaps[b]
             assert np.abs(part.heatmaps[j] - want).max() < 2e-3
+
+
+def test_a_fine_tune_keeps_the_separator_it_started_with(bench, tmp_path):
+    """Fine-tuning a model that has a separator leaves a model that still has it (unchanged, its
+    card saying where it came from), so stems and the sound of a pixel survive "Use this model";
+    the model's name says which run it is."""
+    from avstudio.analysis.separate import av_match
+    from avstudio.nets.checkpoint import component_tensors, save_tensors
+    from avstudio.nets.separator import Separator, SeparatorConfig
+
+    base = tmp_path / "base"
+    Trainer(rows_of(bench), base / "run", tiny_config(stages=[1], epochs=1, counter_epochs=0),
+            model_cfg=default_config("small")).run()
+    folder = tmp_path / "with_sep"
+    folder.mkdir()
+    av_file = base / "run" / "model.safetensors"
+    tensors, card = load_tensors(av_file)
+    save_tensors(folder / "localizer.safetensors", tensors, card)
+    torch.manual_seed(5)
+    sep = Separator(SeparatorConfig(n_bins=64, channels=(4, 8), feat_channels=4, head_hidden=4,
+                                    cond_dim=default_config("small").embed_dim))
+    from avstudio.nets.files import weights_sha256
+
+    save_tensors(folder / "separator.safetensors", component_tensors("sep", sep),
+                 {"components": {"sep": {"class": "Separator", "config": sep.cfg.to_dict()}},
+                  "av_model": {"path": str(folder / "localizer.safetensors"),
+                               "weights_sha256": weights_sha256(load_model(folder).av)}})
+    assert av_match(load_model(folder)) is True
+    run = tmp_path / "ft-run"
+    res = Trainer(rows_of(bench), run, tiny_config(stages=[1], epochs=1, counter_epochs=1), init=str(folder)).run()
+    got = load_model(res.model_path)
+    assert got.separator is not None and got.av is not None and got.counter is not None
+    for k, v in sep.state_dict().items():
+        assert torch.equal(got.separator.state_dict()[k], v), k
+    kept = got.card("sep")["separator"]
+    assert kept["kept_from"] == str(folder / "separator.safetensors") and kept["trained_here"] is False
+    assert av_match(got) is False  # fine-tuning moved the visual space the separator was trained on
+    assert load_model(run / "stages" / "C1.safetensors").separator is not None
+    assert got.name == "ft-run/model" and load_model(run / "stages" / "C1.safetensors").name == "ft-run/C1"
+    assert load_model(folder).name == "with_sep"
+    # a model without a separator fine-tunes into one without (nothing invented)
+    plain = Trainer(rows_of(bench), tmp_path / "plain", tiny_config(stages=[1], epochs=1, counter_epochs=0),
+                    init=str(av_file)).run()
+    assert load_model(plain.model_path).separator is None

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import AVStudioError, MediaError
-from ...media import VideoReader
+from ...media import VideoReader, probe
+from ..sound import NO_AUDIO, sound_of_samples
 from .stems import (
     ClipSpectra,
     cluster_vectors,
@@ -43,6 +44,9 @@ class PixelSounder:
             if video_path is None:
                 raise ValueError("PixelSounder needs a video path or audio")
             audio = read_clip_audio(video_path, self.sr)
+            snd = sound_of_samples(audio, self.sr) if probe(video_path, check=False).has_audio else NO_AUDIO
+            if not snd.sound:  # a pixel of a clip without sound has no sound to play
+                raise AVStudioError(f"{Path(str(video_path)).name}: {snd.note()}")
         self.spectra = ClipSpectra(self.sep, audio, max_cached=max_cached)
         self._reader = None
         self._vis_key = None

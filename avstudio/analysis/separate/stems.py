@@ -307,7 +307,11 @@ def separate_analysis(bundle, video_path, analysis, audio: Optional[np.ndarray] 
 
 def write_stems(bundle, video_path, analysis, out_dir, progress: ProgressFn | None = None) -> dict:
     """Write ``out_dir/stems/<k>.wav`` (one per sound cluster, 16 kHz, 16-bit) and
-    ``out_dir/stems/residual.wav``; returns the ``summary.json`` entries (paths, timings)."""
+    ``out_dir/stems/residual.wav``; returns the ``summary.json`` entries (paths, timings).
+    An analysis with no sound cluster (k = 0: a clip without sound) has no stems: nothing is
+    written and ``{"stems": None}`` is returned."""
+    if int(analysis.k) == 0:
+        return {"stems": None}
     t0 = time.perf_counter()
     sep = require_separator(bundle)
     sr = sep.cfg.sample_rate

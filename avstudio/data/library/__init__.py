@@ -45,6 +45,7 @@ from .rows import (
                    MAX_COUNT,
                    MEDIA_EXTENSIONS,
                    MIN_COUNT,
+                   NOT_MEDIA_EXTENSIONS,
                    Annotation,
                    CheckpointRow,
                    ClipRow,
@@ -56,11 +57,12 @@ from .rows import (
                    is_media_file,
                    parse_count,
                    stage_name,
+                   summarize_skipped,
 )
 from .schema import APPLICATION_ID, MIGRATIONS, RUN_STATUSES, SCHEMA_VERSION
 from .store import BUSY_TIMEOUT_S, LibraryError
 
 __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_S", "MAX_COUNT", "MEDIA_EXTENSIONS", "MIGRATIONS", "MIN_COUNT",
-           "RUN_STATUSES", "SCHEMA_VERSION", "Annotation", "CheckpointRow", "ClipLibrary", "ClipRow",
+           "NOT_MEDIA_EXTENSIONS", "RUN_STATUSES", "SCHEMA_VERSION", "Annotation", "CheckpointRow", "ClipLibrary", "ClipRow",
            "ImportReport", "LibraryError", "Prediction", "RefreshReport", "RunRow", "content_hash",
-           "is_media_file", "open_library", "parse_count", "stage_name"]
+           "is_media_file", "open_library", "parse_count", "stage_name", "summarize_skipped"]

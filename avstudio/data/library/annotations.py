@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from .rows import (
     _check_count,
     _row_to_annotation,
     _row_to_clip,
+    _row_to_prediction,
 )
 
 
@@ -120,52 +122,49 @@ class AnnotationMixin:
                                      (int(clip_id),)).fetchall()
         return [_row_to_annotation(r) for r in rows]
 
-    def set_prediction(self, clip_id: int, count: int, confidence: Optional[float],
-                       model: PathLike) -> int:
-        """Record what a counter predicted for a clip (latest prediction wins). Returns its id."""
-        c = _check_count(count, "predicted count", allow_none=False)
-        conf = None if confidence is None else float(confidence)
-        if conf is not None and not (0.0 <= conf <= 1.0):
-            raise DataError(f"confidence {confidence!r} is not in 0..1")
-        with self._write() as conn:
-            cid = self._require_clip(conn, clip_id)
-            cur = conn.execute(
-                "INSERT INTO predictions (clip_id, model, count, confidence, created_at)"
-                " VALUES (?,?,?,?,?)", (cid, os.fspath(model), c, conf, now_iso()))
-            return int(cur.lastrowid)
+    def set_prediction(self, clip_id: int, count: int, rate: Optional[float], model: PathLike) -> int:
+        """Record what a counter predicted for a clip (latest prediction wins): the count and the
+        counter's rate (None: the count did not come from a rate, e.g. a clip without sound).
+        Returns its id."""
+        return self._insert_predictions([(clip_id, count, rate)], model)[0]
 
     def set_predictions(self, items: Iterable[tuple[int, int, Optional[float]]],
                         model: PathLike) -> int:
-        """Many predictions ``(clip_id, count, confidence)`` in one transaction. Returns how many."""
+        """Many predictions ``(clip_id, count, rate)`` in one transaction. Returns how many."""
+        return len(self._insert_predictions(items, model))
+
+    def _insert_predictions(self, items: Iterable[tuple[int, int, Optional[float]]],
+                            model: PathLike) -> list[int]:
         rows = []
-        for clip_id, count, confidence in items:
+        for clip_id, count, rate in items:
             c = _check_count(count, "predicted count", allow_none=False)
-            conf = None if confidence is None else float(confidence)
-            if conf is not None and not (0.0 <= conf <= 1.0):
-                raise DataError(f"confidence {confidence!r} is not in 0..1")
-            rows.append((int(clip_id), os.fspath(model), c, conf))
+            lam = None if rate is None else float(rate)
+            if lam is not None and not (math.isfinite(lam) and lam >= 0.0):
+                raise DataError(f"counter rate {rate!r} is not a number >= 0")
+            rows.append((int(clip_id), os.fspath(model), c, lam))
         stamp = now_iso()
+        ids = []
         with self._write() as conn:
-            for cid, m, c, conf in rows:
+            for cid, m, c, lam in rows:
                 self._require_clip(conn, cid)
-                conn.execute("INSERT INTO predictions (clip_id, model, count, confidence, created_at)"
-                             " VALUES (?,?,?,?,?)", (cid, m, c, conf, stamp))
-        return len(rows)
+                cur = conn.execute("INSERT INTO predictions (clip_id, model, count, rate, created_at)"
+                                   " VALUES (?,?,?,?,?)", (cid, m, c, lam, stamp))
+                ids.append(int(cur.lastrowid))
+        return ids
 
     def predictions(self, clip_id: int) -> list[Prediction]:
         with self._lock:
             rows = self.conn.execute("SELECT * FROM predictions WHERE clip_id = ? ORDER BY id",
                                      (int(clip_id),)).fetchall()
-        return [Prediction(r["id"], r["clip_id"], r["model"], r["count"], r["confidence"],
-                           r["created_at"]) for r in rows]
+        return [_row_to_prediction(r) for r in rows]
 
     def next_unannotated(self, after_clip_id: Optional[int] = None,
                          include_missing: bool = False) -> Optional[ClipRow]:
         """The next clip to annotate: unannotated, file present, most uncertain first.
 
-        Order: clips with a prediction by ascending confidence, then clips without one (or
-        without a confidence), then by path, then id. ``after_clip_id`` continues after that
-        clip's place in this order (it may have just been annotated); None when none is left
+        Order: clips with a prediction by ascending margin (how far the counter's rate is from
+        the boundary between two counts: the least certain first), then clips without one, then
+        by path, then id. ``after_clip_id`` continues after that clip's place in this order (it may have just been annotated); None when none is left
         after it (call again without ``after_clip_id`` to wrap around).
         """
         where = [f"NOT {_ANNOTATED}"]

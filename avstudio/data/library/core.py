@@ -45,8 +45,9 @@ class ClipLibrary(ImportMixin, AnnotationMixin, ExportMixin, RunMixin, LibrarySt
         "can't tell"), "missing", "present", "predicted", "unpredicted", "disagree".
         ``stage``: only clips whose derived stage is this ("C2"; "none" for no stage).
         ``search``: substring of the path (case-insensitive). ``order_by``: "path", "id",
-        "added", "duration", "count", "confidence", "stage", "annotated_at"; a leading "-"
-        sorts descending. Unknown values are used as SQL nowhere: they raise DataError.
+        "added", "duration", "count", "rate", "margin" (how far the counter's rate is from the
+        boundary between two counts: the least certain first; "confidence" is its old name),
+        "stage", "annotated_at"; a leading "-" sorts descending. Unknown values are used as SQL nowhere: they raise DataError.
         """
         if filter not in _FILTERS:
             raise DataError(f"unknown clip filter {filter!r} (one of: "
@@ -89,6 +90,31 @@ class ClipLibrary(ImportMixin, AnnotationMixin, ExportMixin, RunMixin, LibrarySt
         with self._lock:
             r = self.conn.execute(f"{_CLIP_SELECT} WHERE c.path = ?", (_abspath(path),)).fetchone()
         return None if r is None else _row_to_clip(r)
+
+    def find_file(self, path: PathLike) -> Optional[ClipRow]:
+        """The clip whose file ``path`` is: by its path, else the same file under another name
+        (a symlink, a folder linked elsewhere: what the app's File › Open may give). None if no
+        clip of the library is that file."""
+        row = self.find(path)
+        if row is not None:
+            return row
+        p = os.fspath(path)
+        try:
+            size = os.stat(p).st_size
+        except OSError:
+            return None
+        row = self.find(os.path.realpath(p))
+        if row is not None:
+            return row
+        with self._lock:
+            cands = self.conn.execute("SELECT id, path FROM clips WHERE size = ? ORDER BY id", (size,)).fetchall()
+        for c in cands:
+            try:
+                if os.path.samefile(c["path"], p):
+                    return self.get(int(c["id"]))
+            except OSError:
+                continue
+        return None
 
     def resolve(self, ref: Union[int, str, PathLike]) -> ClipRow:
         """A clip from an id or a path (what the CLI's ``CLIP_PATH_OR_ID`` accepts)."""

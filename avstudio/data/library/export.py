@@ -12,12 +12,12 @@ from .rows import (
     _CLIP_SELECT,
     ClipRow,
     PathLike,
-    Prediction,
     _abspath,
     _atomic_write_text,
     _clean_json,
     _row_to_annotation,
     _row_to_clip,
+    _row_to_prediction,
 )
 
 
@@ -29,7 +29,8 @@ class ExportMixin:
 
     def export_csv(self, path: PathLike, annotated_only: bool = True,
                    relative: bool = False) -> int:
-        """Write a manifest: ``path,count,unsure,who,when,predicted_count``. Returns rows written.
+        """Write a manifest: ``path,count,unsure,who,when,predicted_count,predicted_rate``.
+        Returns rows written.
 
         ``count`` is empty for "unknown" (and, with ``annotated_only=False``, for unannotated
         clips). Paths are absolute unless ``relative`` (then relative to the CSV's folder).
@@ -41,13 +42,14 @@ class ExportMixin:
 
         def write(fh: Any) -> None:
             w = csv.writer(fh, lineterminator="\n")
-            w.writerow(["path", "count", "unsure", "who", "when", "predicted_count"])
+            w.writerow(["path", "count", "unsure", "who", "when", "predicted_count", "predicted_rate"])
             for c in rows:
                 p = os.path.relpath(c.path, base) if relative else c.path
                 w.writerow([p, "" if c.count is None else c.count,
                             1 if c.unsure else 0 if c.annotated else "",
                             c.annotated_by or "", c.annotated_at or "",
-                            "" if c.predicted_count is None else c.predicted_count])
+                            "" if c.predicted_count is None else c.predicted_count,
+                            "" if c.predicted_rate is None else f"{c.predicted_rate:.4g}"])
 
         _atomic_write_text(out, write)
         return len(rows)
@@ -67,9 +69,7 @@ class ExportMixin:
                 hist.setdefault(r["clip_id"], []).append(_row_to_annotation(r).to_dict())
             preds: dict[int, list[dict]] = {}
             for r in conn.execute("SELECT * FROM predictions ORDER BY id"):
-                preds.setdefault(r["clip_id"], []).append(
-                    Prediction(r["id"], r["clip_id"], r["model"], r["count"], r["confidence"],
-                               r["created_at"]).to_dict())
+                preds.setdefault(r["clip_id"], []).append(_row_to_prediction(r).to_dict())
             runs = [r.to_dict() for r in self._runs(conn)]
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         boxes: dict[int, list[dict]] = {}

@@ -9,21 +9,26 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Optional, Union
 
-from ...dbguard import ensure_not_database
+from ...dbguard import ensure_not_database, refusal
 from ...errors import AVStudioError, DataError, MediaError
 from ...progress import CancelToken, ProgressFn, check_cancel, emit
 from ..stamps import now_iso
 from .rows import (
+    NOT_MEDIA_EXTENSIONS,
     ImportReport,
     PathLike,
     RefreshReport,
     _abspath,
     _int,
+    _iter_files,
     _iter_media,
+    _not_media_reason,
     _num,
     _parse_bool,
     _probe,
+    _still_image,
     content_hash,
+    is_media_file,
     parse_count,
 )
 
@@ -34,25 +39,39 @@ class ImportMixin:
     def import_folder(self, folder: PathLike, recursive: bool = True,
                       progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
                       batch_size: int = 50) -> ImportReport:
-        """Add every media file (:data:`MEDIA_EXTENSIONS`) under ``folder``.
+        """Add every video under ``folder``: every file FFmpeg reads as a video, whatever its name.
 
-        Files already in the library are skipped; files that cannot be probed are reported
-        in ``failed`` and the import goes on. Commits every ``batch_size`` files, so a killed
-        or cancelled import keeps what it committed (cancel raises :class:`Cancelled` after
-        committing the files done so far).
+        Hidden files and folders are left out. Files already in the library are skipped
+        (``skipped``); a file named as a video (:data:`MEDIA_EXTENSIONS`) that cannot be read is
+        reported in ``failed``; every other file that is not a video (text and data files by
+        their name, :data:`NOT_MEDIA_EXTENSIONS`, without asking FFmpeg; still images, audio
+        only, what FFmpeg cannot read) in ``not_media`` with the reason; the import goes on.
+        Commits every ``batch_size`` files, so a killed or cancelled import keeps what it
+        committed (cancel raises :class:`Cancelled` after committing the files done so far).
         """
         root = _abspath(folder)
         if not os.path.exists(root):
             raise DataError(f"folder {root} does not exist")
         if not os.path.isdir(root):
             raise DataError(f"{root} is not a folder")
-        files = list(_iter_media(root, recursive))
-        return self.import_files(files, progress=progress, cancel=cancel, batch_size=batch_size)
+        files, not_media = [], []
+        for f in _iter_files(root, recursive):
+            ext = os.path.splitext(f)[1].lower()
+            if refusal(f, "import") is not None:
+                not_media.append((f, "the clip library itself (or one of its working files)"))
+            elif ext in NOT_MEDIA_EXTENSIONS:
+                not_media.append((f, f"not a video (a {ext} file)"))
+            else:
+                files.append(f)
+        rep = self.import_files(files, progress=progress, cancel=cancel, batch_size=batch_size)
+        rep.not_media[:0] = not_media
+        return rep
 
     def import_files(self, paths: Iterable[PathLike], progress: Optional[ProgressFn] = None,
                      cancel: Optional[CancelToken] = None, batch_size: int = 50,
                      task: str = "import") -> ImportReport:
-        """Add these media files (any extension; :meth:`import_folder` filters by extension)."""
+        """Add these files. One FFmpeg cannot read as a video is in ``failed`` when its name says
+        video (:data:`MEDIA_EXTENSIONS`), else in ``not_media``."""
         files = [_abspath(p) for p in paths]
         report = ImportReport()
         pending: list[tuple] = []
@@ -66,8 +85,12 @@ class ImportMixin:
                 if isinstance(outcome, str):
                     if outcome == "skipped":
                         report.skipped += 1
-                    else:
+                    elif is_media_file(path):
                         report.failed.append((path, outcome))
+                    elif outcome == "file not found":  # gone meanwhile (a lock file, a temporary)
+                        report.not_media.append((path, "gone before it could be read"))
+                    else:
+                        report.not_media.append((path, _not_media_reason(outcome)))
                 else:
                     pending.append(outcome)
                 if pending and (len(pending) >= batch_size or time.monotonic() - last_commit > 2.0):
@@ -105,6 +128,8 @@ class ImportMixin:
             return f"cannot read media: {type(exc).__name__}: {exc}"
         if getattr(info, "has_video", True) is False:
             return "no video stream (the library holds audiovisual clips)"
+        if _still_image(info):
+            return "a still image, not a video"
         try:
             size = os.path.getsize(path)
             digest = content_hash(path, size)

@@ -10,7 +10,7 @@ import operator
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Union
 
@@ -19,8 +19,19 @@ from ...errors import DataError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: Media files picked up by :meth:`ClipLibrary.import_folder` (lower-case, compared case-insensitively).
-MEDIA_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
+#: Video file extensions (lower-case, compared case-insensitively). A folder import gives every
+#: other file to FFmpeg too (see :meth:`ClipLibrary.import_folder`): these only decide whether a
+#: file FFmpeg cannot read is a damaged video (``failed``) or simply not one (``not_media``).
+MEDIA_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpeg", ".mpg", ".mpe", ".m1v",
+                    ".m2v", ".ts", ".m2ts", ".mts", ".ogv", ".flv", ".wmv", ".asf", ".3gp", ".3g2", ".vob",
+                    ".dv", ".mxf", ".nut", ".y4m", ".rm", ".rmvb", ".f4v", ".qt", ".divx", ".mjpeg", ".mj2")
+
+#: Files a folder import does not even give to FFmpeg: text, data, archives, subtitles, models
+#: and libraries (listed as skipped, with their kind).
+NOT_MEDIA_EXTENSIONS = (".json", ".csv", ".tsv", ".txt", ".md", ".rst", ".xml", ".html", ".htm", ".pdf",
+                        ".py", ".log", ".npz", ".npy", ".safetensors", ".pt", ".pth", ".avlib", ".sqlite",
+                        ".db", ".yaml", ".yml", ".ini", ".cfg", ".toml", ".zip", ".gz", ".tar", ".bz2",
+                        ".xz", ".7z", ".srt", ".vtt", ".ass", ".sub", ".nfo", ".sh", ".exe", ".so")
 
 #: Counts an annotation or prediction may hold (0 = no source audible).
 MIN_COUNT, MAX_COUNT = 0, 16
@@ -40,7 +51,7 @@ class ClipRow:
     unsure: bool
     annotated_by: Optional[str]
     predicted_count: Optional[int]
-    predicted_confidence: Optional[float]
+    predicted_confidence: Optional[float]  # only on predictions made before v4 (see predicted_rate)
     missing: bool
     stage: Optional[str]  # "C{count}" from the annotation, else from the prediction, else None
     annotated: bool = False  # has a current (not cleared) annotation, even one with count None
@@ -51,6 +62,9 @@ class ClipRow:
     content_hash: Optional[str] = None
     added_at: Optional[str] = None
     last_seen: Optional[str] = None
+    #: the counter's rate of the latest prediction: its estimate of the expected number of
+    #: sources; the predicted count is the rate rounded (None: made before rates were stored)
+    predicted_rate: Optional[float] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +92,7 @@ class Prediction:
     count: int
     confidence: Optional[float]
     when: str
+    rate: Optional[float] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,6 +136,9 @@ class ImportReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     annotated: int = 0  # annotations written (manifest imports)
     relinked: int = 0  # files recognised (by content hash) as a missing clip that moved here
+    #: files a folder import looked at that are not videos ``(path, why)``: skipped, not an error
+    #: (a still image, audio only, a text file, something FFmpeg cannot read with no video name)
+    not_media: list[tuple[str, str]] = field(default_factory=list)
 
     def merge(self, other: ImportReport) -> ImportReport:
         self.added += other.added
@@ -128,6 +146,7 @@ class ImportReport:
         self.failed.extend(other.failed)
         self.annotated += other.annotated
         self.relinked += other.relinked
+        self.not_media.extend(other.not_media)
         return self
 
 @dataclass
@@ -160,7 +179,20 @@ def content_hash(path: PathLike, size: Optional[int] = None) -> str:
     return h.hexdigest()
 
 def is_media_file(path: PathLike) -> bool:
+    """Does the name say video (:data:`MEDIA_EXTENSIONS`)?"""
     return os.path.splitext(str(path))[1].lower() in MEDIA_EXTENSIONS
+
+def summarize_skipped(items: Sequence[tuple[str, str]], examples: int = 3) -> list[str]:
+    """One line per reason for the files an import skipped, most frequent first:
+    ``"12 files: not a video (a .json file): a.json, b.json, c.json, …"``."""
+    by: dict[str, list[str]] = {}
+    for path, why in items:
+        by.setdefault(why, []).append(os.path.basename(path))
+    out = []
+    for why, names in sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        shown = ", ".join(names[:examples]) + (", …" if len(names) > examples else "")
+        out.append(f"{len(names)} file{'s' if len(names) != 1 else ''}: {why}: {shown}")
+    return out
 
 def stage_name(count: Optional[int]) -> Optional[str]:
     return None if count is None else f"C{int(count)}"
@@ -273,7 +305,7 @@ SELECT c.id, c.path, c.duration, c.width, c.height, c.fps, c.has_audio, c.conten
        c.added_at, c.last_seen, c.missing,
        a.count AS a_count, a.unsure AS a_unsure, a.who AS a_who, a.created_at AS a_when,
        a.cleared AS a_cleared, a.id AS a_id,
-       p.count AS p_count, p.confidence AS p_conf, p.model AS p_model
+       p.count AS p_count, p.confidence AS p_conf, p.model AS p_model, p.rate AS p_rate
 """
 
 
@@ -305,22 +337,29 @@ _FILTERS = {
     "disagree": f"{_ANNOTATED} AND a.count IS NOT NULL AND p.id IS NOT NULL AND a.count != p.count",
 }
 
+# How far the latest prediction's rate is from the boundary between two counts: 0 right on it
+# (the least certain), 0.5 on a whole number. Predictions made before v4 have a confidence
+# c = 1 - 2 |rate - count| instead, which is the same margin doubled.
+_MARGIN = "COALESCE(0.5 - ABS(p.rate - ROUND(p.rate)), p.confidence / 2.0)"
+
 _ORDERS = {
     "path": "c.path",
     "id": "c.id",
     "added": "c.added_at",
     "duration": "c.duration",
     "count": f"(CASE WHEN {_ANNOTATED} THEN a.count END)",
-    "confidence": "p.confidence",
+    "rate": "p.rate",
+    "margin": _MARGIN,
+    "confidence": _MARGIN,  # the name before v4
     "stage": _STAGE_COUNT,
     "annotated_at": f"(CASE WHEN {_ANNOTATED} THEN a.created_at END)",
 }
 
-# next_unannotated order: lowest confidence first, then predicted without confidence and
+# next_unannotated order: smallest margin first, then predicted without a margin and
 # unpredicted clips; then path, then id.
-_NEXT_GROUP = "(CASE WHEN p.confidence IS NOT NULL THEN 0 ELSE 1 END)"
+_NEXT_GROUP = f"(CASE WHEN {_MARGIN} IS NOT NULL THEN 0 ELSE 1 END)"
 
-_NEXT_CONF = "COALESCE(p.confidence, 0.0)"
+_NEXT_CONF = f"COALESCE({_MARGIN}, 0.0)"
 
 def _row_to_clip(r: sqlite3.Row) -> ClipRow:
     annotated = r["a_id"] is not None and not r["a_cleared"]
@@ -330,12 +369,16 @@ def _row_to_clip(r: sqlite3.Row) -> ClipRow:
         id=r["id"], path=r["path"], duration=r["duration"], width=r["width"], height=r["height"],
         count=count, unsure=bool(r["a_unsure"]) if annotated else False,
         annotated_by=r["a_who"] if annotated else None,
-        predicted_count=r["p_count"], predicted_confidence=r["p_conf"],
+        predicted_count=r["p_count"], predicted_confidence=r["p_conf"], predicted_rate=r["p_rate"],
         missing=bool(r["missing"]), stage=stage, annotated=annotated,
         annotated_at=r["a_when"] if annotated else None, predicted_by=r["p_model"],
         fps=r["fps"], has_audio=bool(r["has_audio"]), content_hash=r["content_hash"],
         added_at=r["added_at"], last_seen=r["last_seen"],
     )
+
+def _row_to_prediction(r: sqlite3.Row) -> Prediction:
+    return Prediction(r["id"], r["clip_id"], r["model"], r["count"], r["confidence"], r["created_at"],
+                      r["rate"])
 
 def _row_to_annotation(r: sqlite3.Row) -> Annotation:
     return Annotation(r["id"], r["clip_id"], r["count"], bool(r["unsure"]), r["who"],
@@ -349,6 +392,41 @@ def _parse_stage(text: str) -> int:
         return _check_count(int(t), "stage")  # type: ignore[return-value]
     except ValueError:
         raise DataError(f"stage {text!r} is not C0..C{MAX_COUNT}") from None
+
+def _still_image(info: Any) -> bool:
+    """A picture FFmpeg reads as a one-frame video (PNG, JPEG...): not a clip."""
+    container = str(getattr(info, "container", "") or "")
+    return container == "image2" or container.endswith("_pipe")
+
+def _not_media_reason(why: str) -> str:
+    """The reason a file with no video name was not imported, without the file name FFmpeg's
+    message repeats."""
+    if why.startswith("no video stream"):
+        return "audio only: no video stream"
+    if "not a media file FFmpeg can read" in why:
+        return "not a media file FFmpeg can read"
+    if "has no video or audio stream" in why:
+        return "FFmpeg finds no video or audio stream in it"
+    return why
+
+def _iter_files(root: str, recursive: bool) -> Iterator[str]:
+    """Every regular file under ``root`` in a stable order (hidden folders and files skipped)."""
+    if not recursive:
+        try:
+            names = sorted(os.listdir(root))
+        except OSError as exc:
+            raise DataError(f"cannot list folder {root}: {exc.strerror or exc}") from None
+        for n in names:
+            p = os.path.join(root, n)
+            if not n.startswith(".") and os.path.isfile(p):
+                yield p
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for n in sorted(filenames):
+            p = os.path.join(dirpath, n)
+            if not n.startswith(".") and os.path.isfile(p):
+                yield p
 
 def _iter_media(root: str, recursive: bool) -> Iterator[str]:
     """Media files under ``root`` in a stable order (hidden folders and files skipped)."""

@@ -75,6 +75,11 @@ MIGRATIONS: list[str] = [
     """,
     # v3: box annotations (where each sound is), with their history (library_boxes.py).
     MIGRATION_V3,
+    # v4: the counter's rate beside its count (the "confidence" it replaces was never explained;
+    # older rows keep theirs, new ones leave it empty).
+    """
+    ALTER TABLE predictions ADD COLUMN rate REAL CHECK (rate IS NULL OR rate >= 0);
+    """,
 ]
 
 #: The schema version this code writes (``PRAGMA user_version``).
