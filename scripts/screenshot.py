@@ -140,9 +140,11 @@ def shoot(args, tmp: Path) -> int:
     if win.player.bundle is not None:
         ok = pump(args.timeout, lambda: win.player.analysis_state in ("done", "failed", "cancelled"))
         print(f"analysis: {win.player.analysis_state} in {time.time() - t0:.1f} s" + ("" if ok else " (timeout)"))
-        if win.player.bundle.separator is not None:
+        if win.player.bundle.separator is not None and win.player.k:  # a clip without sound has no stems
             pump(args.timeout, lambda: win.player.stems is not None or "failed" in win.panel.note.text())
             print(f"stems: {'ready' if win.player.stems is not None else win.panel.note.text()}")
+    if win.player.has_audio:  # the waveform and the spectrogram drawn
+        pump(args.timeout, lambda: win.player.audio_data is not None)
     if win.compare.bundle is not None:
         ok = pump(args.timeout, lambda: win.compare.track is not None and
                   win.compare.track.state in ("done", "failed", "cancelled"))

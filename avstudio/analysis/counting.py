@@ -1,5 +1,5 @@
 """The source counter over a library's clips: each clip's predicted number of sources and the
-counter's confidence, stored in the library as it goes (:func:`predict_counts`)."""
+counter's rate, stored in the library as it goes (:func:`predict_counts`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import torch
 
 from ..errors import AVStudioError
 from ..progress import check_cancel, emit
-from .localize import predict_count
+from .localize import estimate_count
 
 
 def predict_counts(lib, bundle, clip_ids: list[int], model_name: str, batch: int = 8,
                    progress=None, cancel=None) -> dict:
-    """The counter's (count, confidence) for each clip, stored in the library as it goes."""
+    """The counter's count and rate for each clip, stored in the library as it goes (a clip
+    without sound: 0, with no rate; see :func:`avstudio.analysis.localize.estimate_count`)."""
     torch.set_num_threads(1)
     done, failed, buf = 0, [], []
 
@@ -28,13 +29,13 @@ def predict_counts(lib, bundle, clip_ids: list[int], model_name: str, batch: int
             check_cancel(cancel, "prediction")
             clip = lib.get(cid)
             try:
-                n, conf, _rate = predict_count(bundle, clip.path)
+                est = estimate_count(bundle, clip.path)
             except AVStudioError as exc:
                 failed.append((clip.path, str(exc)))
                 continue
             finally:
                 done += 1
-            buf.append((cid, int(max(0, min(16, n))), float(max(0.0, min(1.0, conf)))))
+            buf.append((cid, int(max(0, min(16, est.count))), est.rate))
             if len(buf) >= batch:
                 flush()
             else:

@@ -12,9 +12,8 @@ Levels are RMS in dBFS as AES17 defines them: a full-scale sine is 0 dBFS (so a 
 square wave is +3). -60 dBFS is far below speech in a quiet room (about -50 to -30 dBFS on
 a phone) and above the noise of a lossy codec encoding digital silence (below -90 dBFS).
 
-The spectrogram for display (:func:`display_spectrogram`) is in dB relative to a full-scale
-sine, on a fixed scale from :data:`SPEC_FLOOR_DB` to :data:`SPEC_TOP_DB`: silence is drawn
-as silence (the floor colour), never stretched to fill the colour map.
+The app draws the spectrogram on a fixed dB scale (:mod:`avstudio.studio.display`), so that
+silence is drawn as silence.
 """
 
 from __future__ import annotations
@@ -31,9 +30,6 @@ from ..progress import check_cancel
 SILENCE_DBFS = -60.0
 #: the window over which levels are measured (seconds)
 LEVEL_WINDOW_S = 0.05
-#: the spectrogram's fixed display range (dB relative to a full-scale sine)
-SPEC_FLOOR_DB = -100.0
-SPEC_TOP_DB = 0.0
 
 
 def level_dbfs(x: np.ndarray) -> float:
@@ -172,100 +168,5 @@ def check_sound(path, info=None, sr: int = 16000, stop_at_sound: bool = True, ca
     return SoundCheck(True, loud, peak, seconds)
 
 
-# ---------------------------------------------------------------- the spectrogram shown
-
-
-def _mel_filters(sr: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
-    def hz_to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def mel_to_hz(m):
-        return 700.0 * (10 ** (np.asarray(m) / 2595.0) - 1.0)
-
-    fmax = sr / 2.0
-    mels = np.linspace(hz_to_mel(0.0), hz_to_mel(fmax), n_mels + 2)
-    hz = mel_to_hz(mels)
-    bins = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    fb = np.zeros((n_mels, len(bins)), np.float32)
-    for i in range(n_mels):
-        lo, c, hi = hz[i], hz[i + 1], hz[i + 2]
-        up = (bins - lo) / max(c - lo, 1e-9)
-        down = (hi - bins) / max(hi - c, 1e-9)
-        fb[i] = np.clip(np.minimum(up, down), 0, None)
-    # keep narrow low filters non-empty
-    for i in range(n_mels):
-        if fb[i].sum() == 0:
-            fb[i, np.argmin(np.abs(bins - hz[i + 1]))] = 1.0
-    return fb, hz[1:-1]
-
-
-def display_spectrogram(x: np.ndarray, sr: int, n_mels: int = 128, max_columns: int = 8000):
-    """Mel spectrogram for display: (dB [n_mels, T], hop in seconds, mel centres in Hz).
-
-    dB are relative to a full-scale sine (one at the centre of a band reads about 0 dB there)
-    and clipped to :data:`SPEC_FLOOR_DB` .. :data:`SPEC_TOP_DB`: draw it with exactly those
-    levels, so that silence is the floor colour on every clip.
-    """
-    x = np.asarray(x, np.float32)
-    n_fft = 2048 if sr > 24000 else 1024
-    hop = max(int(sr * 0.01), int(np.ceil(len(x) / max_columns)))
-    if len(x) < n_fft:
-        x = np.pad(x, (0, n_fft - len(x)))
-    n = 1 + (len(x) - n_fft) // hop
-    win = np.hanning(n_fft).astype(np.float32)
-    ref = (float(win.sum()) / 2.0) ** 2  # |X|^2 of a full-scale sine at its bin
-    fb, centres = _mel_filters(sr, n_fft, n_mels)
-    out = np.empty((n_mels, n), np.float32)
-    step = 512
-    for a in range(0, n, step):
-        b = min(n, a + step)
-        idx = (np.arange(a, b) * hop)[:, None] + np.arange(n_fft)[None, :]
-        frames = x[idx] * win
-        p = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-        out[:, a:b] = (fb @ p.T.astype(np.float32))
-    floor = 10.0 ** (SPEC_FLOOR_DB / 10.0)
-    db = 10.0 * np.log10(np.maximum(out / ref, floor))
-    return np.clip(db, SPEC_FLOOR_DB, SPEC_TOP_DB).astype(np.float32), hop / sr, centres
-
-
-def envelope(x: np.ndarray, sr: int, bins: int = 4000):
-    """Min/max envelope of a waveform in ``bins`` columns: (times, low, high)."""
-    if len(x) == 0:
-        z = np.zeros(1, np.float32)
-        return z, z, z
-    bins = max(1, min(bins, len(x)))
-    edges = np.linspace(0, len(x), bins + 1).astype(np.int64)
-    lo = np.minimum.reduceat(x, edges[:-1])
-    hi = np.maximum.reduceat(x, edges[:-1])
-    t = (edges[:-1] + edges[1:]) / 2.0 / sr
-    return t.astype(np.float64), lo.astype(np.float32), hi.astype(np.float32)
-
-
-def clip_sound(path, max_rate: int = 48000, progress=None, cancel=None) -> dict:
-    """A clip's sound for the player: the mix (at its own rate, 16-48 kHz), the spectrogram
-    and envelope to draw, and the :class:`SoundCheck` (``"sound"``) made from the same samples.
-    A clip without an audio track gives ``{"sound": NO_AUDIO}`` and nothing else."""
-    from ..errors import Cancelled
-    from ..media import probe, read_audio
-
-    info = probe(path, check=False)
-    if not info.has_audio:
-        return {"sound": NO_AUDIO}
-    native = int(info.audio_rate or 48000)
-    sr = native if 16000 <= native <= max_rate else max_rate
-    mix = read_audio(path, sr=sr)
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("audio loading cancelled")
-    spec, hop_s, mel_hz = display_spectrogram(mix, sr)
-    env_t, env_lo, env_hi = envelope(mix, sr)
-    n_fft = 2048 if sr > 24000 else 1024
-    # column i is the window starting at i * hop: centred at i * hop + n_fft / 2
-    t0 = (n_fft / 2.0) / sr - hop_s / 2.0
-    return {"mix": mix, "sr": sr, "spec": spec, "spec_hop_s": float(hop_s), "spec_t0": float(t0),
-            "spec_levels": (SPEC_FLOOR_DB, SPEC_TOP_DB), "mel_hz": mel_hz, "env_t": env_t,
-            "env_lo": env_lo, "env_hi": env_hi, "sound": sound_of_samples(mix, sr)}
-
-
-__all__ = ["LEVEL_WINDOW_S", "NO_AUDIO", "no_sound_reason", "SILENCE_DBFS", "SPEC_FLOOR_DB", "SPEC_TOP_DB", "SoundCheck",
-           "check_sound", "clip_sound", "display_spectrogram", "envelope", "level_dbfs",
-           "sound_of_samples", "window_levels"]
+__all__ = ["LEVEL_WINDOW_S", "NO_AUDIO", "SILENCE_DBFS", "SoundCheck", "check_sound", "level_dbfs",
+           "no_sound_reason", "sound_of_samples", "window_levels"]

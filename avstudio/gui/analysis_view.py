@@ -64,6 +64,7 @@ class AnalysisView(QObject):
             self.cache.clear()
         sch = AnalysisScheduler(p.bundle, p.path, p.frame_count, p.fps, p.has_audio, self.cache, k=p.k_request,
                                 chunk=self.win.chunk, playhead=max(0, self.viewer.wanted_frame))
+        sch.soundChecked.connect(self._on_sound_checked)
         sch.kDecided.connect(self._on_k_decided)
         sch.chunkReady.connect(self._on_chunk)
         sch.progress.connect(self._on_analysis_progress)
@@ -80,7 +81,8 @@ class AnalysisView(QObject):
     def stop(self) -> None:
         sch, self.scheduler = self.scheduler, None
         if sch is not None:
-            for sig in (sch.kDecided, sch.chunkReady, sch.progress, sch.finishedAll, sch.failed, sch.cancelled):
+            for sig in (sch.soundChecked, sch.kDecided, sch.chunkReady, sch.progress, sch.finishedAll, sch.failed,
+                        sch.cancelled):
                 try:
                     sig.disconnect()
                 except (RuntimeError, TypeError):
@@ -127,6 +129,11 @@ class AnalysisView(QObject):
             self.forget_results()
             self.start(fresh=True)
 
+    def _on_sound_checked(self, sound) -> None:
+        if self.sender() is self.scheduler:
+            self.player.set_sound(sound)
+            self.win.apply_sound()
+
     def _on_k_decided(self, k: int, how: str) -> None:
         if self.sender() is not self.scheduler:
             return
@@ -134,6 +141,9 @@ class AnalysisView(QObject):
             self.viewer._overlays.clear()
         self.update_clusters()
         self.panel.status.setText(self.player.k_note(k, how))
+        if k == 0:  # nothing to localise: every frame is settled, with no overlay
+            self.timeline.set_coverage(self.player.heat_done)
+            self.viewer.refresh_overlay()
         self.win.update_notes()
         self.win.compare.update_layout()  # A's title says its k
 
@@ -197,7 +207,8 @@ class AnalysisView(QObject):
     # -- separation ---------------------------------------------------------------------------
     def start_separation(self) -> None:
         p = self.player
-        if p.stems is not None or p.k is None or self.cache is None:
+        if p.stems is not None or not p.k or self.cache is None:  # k = 0: nothing to separate
+            self.win.update_notes()
             return
         if not tasks.separation_available(p.bundle) or not p.has_audio:
             self.win.update_notes()

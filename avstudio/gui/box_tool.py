@@ -349,7 +349,7 @@ class BoxTool(QObject):
         self.editor = None
         lib, path = self.lib, self.win.player.path
         if lib is not None and path:
-            row = lib.find(path)
+            row = lib.find_file(path)
             if row is not None:
                 self.editor = BoxEditor(lib, row.id, self.win.player.fps, self.win.player.frame_count, self.win.player.video_start,
                                         who=self.who)
@@ -409,14 +409,15 @@ class BoxTool(QObject):
                 lp.open_library_dialog()
             if lp.lib is None:
                 return False
-        if lp.lib.find(win.player.path) is None:
+        if lp.lib.find_file(win.player.path) is None:
             try:
                 rep = lp.lib.import_files([win.player.path])
             except AVStudioError as exc:
                 win.error(str(exc), "Cannot add the clip to the library")
                 return False
-            if rep.failed:
-                win.error(f"{rep.failed[0][0]}: {rep.failed[0][1]}", "Cannot add the clip to the library")
+            bad = rep.failed or rep.not_media
+            if bad:
+                win.error(f"{bad[0][0]}: {bad[0][1]}", "Cannot add the clip to the library")
                 return False
             lp.refresh()
             lp._on_clip_opened(win.player.path)

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from ..studio.overlay import THRESHOLD_MODES, OverlaySettings, cluster_colour
 from . import style
+from .help_text import LEGEND
 
 
 def _no_focus(w: QWidget) -> QWidget:
@@ -96,6 +97,7 @@ class TrackRow:
         self.export.setIcon(style.icon("export"))
         self.export.setToolTip(f"Export {label} as a WAV file")
         self.export.setVisible(exportable)
+        self.muted_before_solo = False  # the mute a solo took off (put back when it ends)
         self.widgets = [w for w in (self.swatch, self.label, self.solo, self.mute, self.volume,
                                     self.alone, self.export) if w is not None]
 
@@ -170,6 +172,7 @@ class ClusterPanel(QWidget):
 
         # -- heatmaps ------------------------------------------------------------------------
         box = QGroupBox("Heatmaps")
+        self.heat_box = box
         g = QGridLayout(box)
         g.setContentsMargins(8, 8, 8, 8)
         g.setVerticalSpacing(6)
@@ -212,6 +215,10 @@ class ClusterPanel(QWidget):
         self.probe_label = QLabel("")
         self.probe_label.setObjectName("dimLabel")
         g.addWidget(self.probe_label, 5, 0, 1, 3)
+        self.legend = QLabel(LEGEND)  # what the fill and the outline mean
+        self.legend.setObjectName("dimLabel")
+        self.legend.setWordWrap(True)
+        g.addWidget(self.legend, 6, 0, 1, 3)
         outer.addWidget(box)
         self._sync_threshold_enabled()
 
@@ -234,6 +241,7 @@ class ClusterPanel(QWidget):
 
         self.rows: dict[str, TrackRow] = {}
         self._order: list[str] = []
+        self.no_sound: Optional[str] = None  # why the clip has nothing to localise (None: it has)
         self.set_clusters(0)
 
     # -- overlay settings ------------------------------------------------------------------
@@ -299,8 +307,8 @@ class ClusterPanel(QWidget):
         self.grid.addWidget(row.volume, r, 4)
         self.grid.addWidget(row.alone, r, 5)
         self.grid.addWidget(row.export, r, 6)
-        for w in (row.solo, row.mute):
-            w.toggled.connect(lambda _on, n=name: self._emit_track(n))
+        row.solo.toggled.connect(lambda on, n=name: self._on_solo(n, on))
+        row.mute.toggled.connect(lambda on, n=name: self._on_mute(n, on))
         row.volume.valueChanged.connect(lambda _v, n=name: self._emit_track(n))
         row.alone.clicked.connect(lambda _c=False, n=name: self.playAlone.emit(n))
         row.export.clicked.connect(lambda _c=False, n=name: self.exportTrack.emit(n))
@@ -317,6 +325,35 @@ class ClusterPanel(QWidget):
                 w.deleteLater()
         self.rows.clear()
         self._order.clear()
+
+    def _on_solo(self, name: str, on: bool) -> None:
+        """A soloed track is heard, so it is not shown muted: solo takes its mute off, and
+        un-soloing puts back the mute it took off (a muted stem auditioned with S is muted
+        again after it)."""
+        row = self.rows.get(name)
+        if row is not None:
+            if on and row.mute.isChecked():
+                row.muted_before_solo = True
+                self._set_quietly(row.mute, False)
+            elif not on and row.muted_before_solo:
+                row.muted_before_solo = False
+                self._set_quietly(row.mute, True)
+        self._emit_track(name)
+
+    def _on_mute(self, name: str, on: bool) -> None:
+        """A muted track is not heard, so it is not soloed either (mute clears its solo)."""
+        row = self.rows.get(name)
+        if row is not None:
+            row.muted_before_solo = False
+            if on and row.solo.isChecked():
+                self._set_quietly(row.solo, False)
+        self._emit_track(name)
+
+    @staticmethod
+    def _set_quietly(button, on: bool) -> None:
+        button.blockSignals(True)
+        button.setChecked(on)
+        button.blockSignals(False)
 
     def _emit_track(self, name: str) -> None:
         row = self.rows.get(name)
@@ -365,6 +402,26 @@ class ClusterPanel(QWidget):
         if self.rows.get("pixel") and self.rows["pixel"].swatch is not None:
             self.rows["pixel"].swatch.setEnabled(False)
             self.rows["pixel"].swatch.setToolTip("The clicked spot (Esc clears it)")
+        self._apply_no_sound()
+
+    def set_no_sound(self, why: Optional[str]) -> None:
+        """A clip without sound (``why``: "this clip is silent", ...): no heatmap to tune and a
+        missing audio track cannot be played; each says why on hover (the number of clusters:
+        the window, from :meth:`avstudio.studio.player.Player.k_choice`)."""
+        self.no_sound = why
+        self.heat_box.setEnabled(why is None)  # no heatmap to show or tune
+        self.heat_box.setToolTip("" if why is None else f"No heatmap: {why}")
+        self._apply_no_sound()
+
+    def _apply_no_sound(self) -> None:
+        row = self.rows.get("mix")
+        if row is None:
+            return
+        no_track = self.no_sound is not None and "no audio track" in self.no_sound
+        row.set_enabled(not no_track)
+        if no_track:  # the rows are rebuilt with their own tooltips by set_clusters
+            for w in (row.label, row.solo, row.mute, row.volume, row.alone):
+                w.setToolTip(f"Not available: {self.no_sound}")
 
     def track_states(self) -> dict[str, dict]:
         return {n: r.state() for n, r in self.rows.items()}

@@ -100,7 +100,7 @@ class Exporter(QObject):
         if kind in ("stems", "sound") and p.stems is None:
             return f"No stems to export: {p.no_stems_reason()}"
         if kind == "heatmaps" and p.heatmap_export() is None:
-            return "No heatmaps to export yet"
+            return f"No heatmaps to export: {p.no_sound}" if p.no_sound else "No heatmaps to export yet"
         if kind == "residual" and p.residual is None or kind == "pixel" and p.pixel_label() is None:
             return ""
         return None

@@ -118,15 +118,17 @@ def stop_all_jobs(wait_ms: int = 10000) -> None:
 class AnalysisScheduler(QThread):
     """Heatmaps for a clip, chunk by chunk, from the playhead onwards (then the start).
 
-    Signals (delivered in the GUI thread): ``kDecided(k, how)``, ``chunkReady(HeatmapData)``,
-    ``progress(done_frames, total_frames, message)``, ``finishedAll()``, ``failed(message)``,
-    ``cancelled()``.
+    Signals (delivered in the GUI thread): ``soundChecked(SoundCheck)``, ``kDecided(k, how)``,
+    ``chunkReady(HeatmapData)``, ``progress(done_frames, total_frames, message)``,
+    ``finishedAll()``, ``failed(message)``, ``cancelled()``. A clip without sound (no audio
+    track, or silent) gets ``kDecided(0, why)`` and ``finishedAll()``: nothing is localised.
 
     Cluster identity is kept across chunks (:func:`~avstudio.studio.planner.order_clusters`):
     each chunk's audio centers are matched to the clip's reference centers (the first chunk
     analysed, stored in the cache), so colours and stems mean the same source everywhere.
     """
 
+    soundChecked = Signal(object)
     kDecided = Signal(int, str)
     chunkReady = Signal(object)
     progress = Signal(int, int, str)
@@ -203,9 +205,19 @@ class AnalysisScheduler(QThread):
         torch.set_num_threads(max(1, int(self.threads)))
         if self._stop.is_set():
             raise Cancelled("analysis cancelled")
-        k, how = decide_k(self.k_request, self.cache, self.bundle, self.path, self.has_audio)
+        from ..analysis.sound import NO_AUDIO, check_sound
+
+        sound = check_sound(self.path, cancel=self._stop) if self.has_audio else NO_AUDIO
+        self.soundChecked.emit(sound)
+        k, how = decide_k(self.k_request, self.cache, self.bundle, self.path, sound)
         self.k = k
         self.kDecided.emit(k, how)
+        if k == 0:  # no sound: nothing to localise (the window says why)
+            self.plan.mark_range(0, self.frame_count)
+            self.progress.emit(self.frame_count, self.frame_count, "")
+            self.state = "done"
+            self.finishedAll.emit()
+            return
         cached = self.cache.load(k)
         if cached is not None:
             self.plan.mark(cached.frames)
@@ -227,7 +239,7 @@ class AnalysisScheduler(QThread):
             t = time.perf_counter()
             try:
                 res = analyze_clip(self.bundle, self.path, k=k, batch=self.batch, start_frame=a,
-                                   stop_frame=b, cancel=self._chunk_cancel)
+                                   stop_frame=b, cancel=self._chunk_cancel, sound=sound)
             except Cancelled:
                 self.plan.end()
                 if self._stop.is_set():

@@ -86,6 +86,7 @@ def build_menus(window, actions: dict[str, QAction], recent: QMenu) -> dict[str,
     menus = {}
     for m in MENUS:
         menu = window.menuBar().addMenu("&" + m.title)
+        menu.setToolTipsVisible(True)  # a disabled item says why on hover
         subs: dict[str, QMenu] = {}
         for s in m.actions:
             if s.submenu:

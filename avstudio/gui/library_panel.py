@@ -54,13 +54,14 @@ from ..studio.library_table import (
     import_report,
     key_note,
     player_line,
+    skipped_note,
     stage_filters,
     summary_text,
 )
 from . import style
 from .annotation import Annotator
 from .jobs import Job
-from .library_table import ClipTableModel
+from .library_table import ClipTableModel, NameDelegate
 
 
 def _no_focus(w: QWidget) -> QWidget:
@@ -150,6 +151,8 @@ class LibraryPanel(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # clip_000…17.mp4
+        self.name_delegate = NameDelegate(self.table)
+        self.table.setItemDelegateForColumn(COL["name"], self.name_delegate)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.setShowGrid(False)
@@ -192,6 +195,12 @@ class LibraryPanel(QWidget):
         self.tools_row = QHBoxLayout()
         self.tools_row.setSpacing(4)
         v.addLayout(self.tools_row)
+        # what the last import skipped and why (hover: every file)
+        self.import_note = QLabel("")
+        self.import_note.setObjectName("dimLabel")
+        self.import_note.setWordWrap(True)
+        self.import_note.setVisible(False)
+        v.addWidget(self.import_note)
         self.stack.addWidget(page)
 
         self._search_timer = QTimer(self)
@@ -450,12 +459,12 @@ class LibraryPanel(QWidget):
                 return r
             except AVStudioError:
                 pass
-        return self.lib.find(self.win.player.path)
+        return self.lib.find_file(self.win.player.path)
 
     def _on_clip_opened(self, path: str) -> None:
         if self.lib is None:
             return
-        r = self.lib.find(path) if path else None
+        r = self.lib.find_file(path) if path else None
         self._player_clip_id = None if r is None else r.id
         self.model.set_current(self._player_clip_id)
         if r is not None:
@@ -557,9 +566,16 @@ class LibraryPanel(QWidget):
 
     def _on_imported(self, rep) -> None:
         self.last_report = rep
+        if self.win.player.path:  # the clip in the player may have just come into the library
+            self._on_clip_opened(self.win.player.path)
         msg, details = import_report(rep)
         self.win.statusBar().showMessage(msg, 8000)
-        if details:
+        # the files that are not videos: listed in the panel (every one, with why, on hover)
+        note, tip = skipped_note(rep)
+        self.import_note.setText(note)
+        self.import_note.setToolTip(tip)
+        self.import_note.setVisible(bool(note))
+        if details:  # videos that could not be read: said in a dialog
             QMessageBox.warning(self.win, "Some files were not imported", details)
 
     def export_dialog(self, kind: str) -> Optional[str]:

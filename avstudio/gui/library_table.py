@@ -7,8 +7,9 @@ from typing import Optional
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import QStyledItemDelegate
 
-from ..studio.library_table import COLUMNS, cell_text, row_tooltip, sorted_rows, stage_is_predicted
+from ..studio.library_table import COLUMNS, cell_text, elide_name, row_tooltip, sorted_rows, stage_is_predicted
 from . import style
 
 _ROOT = QModelIndex()  # the table's (invalid) root index
@@ -65,7 +66,7 @@ class ClipTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole:
             if r.missing:
                 return QBrush(QColor("#e0787a"))
-            if col in ("pred", "conf") or (col == "stage" and stage_is_predicted(r)):
+            if col in ("pred", "rate") or (col == "stage" and stage_is_predicted(r)):
                 return QBrush(QColor(style.FG_DIM))
             if col == "unsure" and r.unsure:
                 return QBrush(QColor("#e6c229"))
@@ -107,3 +108,13 @@ class ClipTableModel(QAbstractTableModel):
 
     def clip_at(self, row: int):
         return self.rows[row] if 0 <= row < len(self.rows) else None
+
+
+class NameDelegate(QStyledItemDelegate):
+    """The clip name column: :func:`~avstudio.studio.library_table.elide_name` instead of Qt's
+    plain middle elision (which makes ``movie-hello.mp4`` and ``movie-dog.mp4`` one ``movi….mp4``)."""
+
+    def initStyleOption(self, option, index) -> None:
+        super().initStyleOption(option, index)
+        width = option.rect.width() - 10  # the cell's text margins
+        option.text = elide_name(option.text, width, option.fontMetrics.horizontalAdvance)

@@ -24,14 +24,17 @@ from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from ..assets import demo_clip
+from ..data.library import MEDIA_EXTENSIONS
 from ..errors import AVStudioError
 from ..studio import tasks
 from ..studio.actions import MENUS, all_actions, player_action_names
@@ -53,8 +56,8 @@ from .video_view import VideoView
 from .viewer import Viewer
 
 APP_NAME = "AV Studio"
-VIDEO_FILTER = ("Videos (*.mp4 *.m4v *.mov *.mkv *.webm *.avi *.mpg *.mpeg *.ts *.flv *.wmv);;"
-                "All files (*)")
+# the same video names as the library's imports (one list)
+VIDEO_FILTER = f"Videos ({' '.join('*' + e for e in MEDIA_EXTENSIONS)});;All files (*)"
 
 
 def _dock(win, title: str, name: str, widget: QWidget, area) -> QDockWidget:
@@ -98,6 +101,7 @@ class MainWindow(QMainWindow):
         self.player = Player(k)  # the open clip's state (Qt-free)
         self.jobs: dict[str, Job] = {}
         self.last_error: Optional[str] = None
+        self._base_tips: dict[str, str] = {}  # actions' own tooltips (a reason may be added)
         self._closing = self.background_started = False
         self.mixer = Mixer(self.OUTPUT_RATE)
         self.output = open_output(self.OUTPUT_RATE, channels=1, enabled=audio, source=self.mixer)
@@ -134,7 +138,14 @@ class MainWindow(QMainWindow):
             self.panel.k_combo.blockSignals(True)
             self.panel.k_combo.setCurrentIndex(max(0, self.panel.k_combo.findData(k)))
             self.panel.k_combo.blockSignals(False)
-        self.panel_dock = _dock(self, "Sound clusters", "clusterDock", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        # in a scroll area: when the dock is short (a small screen, the fine-tune panel open) the
+        # panel scrolls instead of squashing its rows into each other
+        self.panel_scroll = QScrollArea()
+        self.panel_scroll.setWidgetResizable(True)
+        self.panel_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.panel_scroll.setWidget(self.panel)
+        self.panel_dock = _dock(self, "Sound clusters", "clusterDock", self.panel_scroll,
+                                Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([self.timeline_dock], [300], Qt.Orientation.Vertical)
         self.resizeDocks([self.panel_dock], [360], Qt.Orientation.Horizontal)
         self.status_line = StatusLine(self)
@@ -207,9 +218,7 @@ class MainWindow(QMainWindow):
         p = self.player
         p.model_loading, p.bundle, p.model_error = False, bundle, None
         self._update_model_label()
-        enabled, tip = p.k_choice()
-        self.panel.k_combo.setEnabled(enabled)
-        self.panel.k_combo.setToolTip(tip)
+        self._update_k_choice()
         self.compare.update_layout()
         self.status_line.message(f"Model {bundle.name} loaded", 4000)
         self.modelReady.emit()
@@ -236,6 +245,7 @@ class MainWindow(QMainWindow):
         text, tip = self.player.model_summary()
         self.panel.model_label.setText(text)
         self.panel.model_label.setToolTip(tip)
+        self.status_line.model.setToolTip(tip)
         self.update_notes()
 
     def update_notes(self) -> None:
@@ -244,6 +254,27 @@ class MainWindow(QMainWindow):
         self.panel.note.setText(self.player.sources_note())
         self.status_line.set_audio(self.output, self.mixer.master_mute)
         self.status_line.set_notes(self.player.status_notes(self.output))
+
+    def _update_k_choice(self) -> None:
+        enabled, tip = self.player.k_choice()
+        self.panel.k_combo.setEnabled(enabled)
+        self.panel.k_combo.setToolTip(tip)
+
+    def apply_sound(self) -> None:
+        """Say what a clip without sound cannot have, on every control that needs sound (the
+        number of clusters, the heatmap settings, the exports, a click on the frame, the mix of a
+        clip with no track), with the reason on hover."""
+        why = self.player.no_sound
+        self.panel.set_no_sound(why)
+        self._update_k_choice()
+        self.view.setToolTip("" if why is None else
+                             f"Clicking the frame plays the sound of that spot: not available, {why}")
+        for name in ("export_stems", "export_heatmaps"):
+            a = self.action(name)
+            base = self._base_tips.setdefault(name, a.toolTip())
+            a.setEnabled(why is None)
+            a.setToolTip(base if why is None else f"{base}: not available, {why}")
+        self.update_notes()
 
     def show_message(self, msg: str) -> None:
         self.status_line.message(msg, 8000)
@@ -303,8 +334,8 @@ class MainWindow(QMainWindow):
         self.recent.add(path)
         self.qsettings.setValue("last_dir", str(Path(path).resolve().parent))
         self.sound.open_clip()
-        self.update_notes()
         self.panel.set_clusters(0)
+        self.apply_sound()
         if p.bundle is not None:
             self.analysis.start()
         elif p.model_error:
@@ -355,6 +386,25 @@ class MainWindow(QMainWindow):
     def show_keys(self) -> None:
         self.keys_dialog = keys.KeyboardDialog(self)
         self.keys_dialog.show()
+
+    def show_reading(self) -> None:
+        """Help › Reading the heatmaps (the text of docs/gui.md's section of that name)."""
+        from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser
+
+        from .help_text import READING_HEATMAPS
+
+        dlg = QDialog(self)
+        dlg.setWindowTitle("Reading the heatmaps")
+        v = QVBoxLayout(dlg)
+        text = QTextBrowser()
+        text.setMarkdown(READING_HEATMAPS)
+        v.addWidget(text)
+        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        bb.rejected.connect(dlg.close)
+        v.addWidget(bb)
+        dlg.resize(620, 520)
+        self.reading_dialog, self.reading_text = dlg, text
+        dlg.show()
 
     def show_about(self) -> None:
         from .. import __version__

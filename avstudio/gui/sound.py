@@ -42,7 +42,10 @@ class Sound(QObject):
             return
         self.player.audio_data = data
         self.timeline.set_audio(data)
-        if data:
+        if data and data.get("sound") is not None:
+            self.player.set_sound(data["sound"])
+            self.win.apply_sound()
+        if data and "mix" in data:
             st = self.panel.track_states().get("mix", {"mute": False, "solo": False, "gain": 1.0})
             self.mixer.set_track("mix", data["mix"], data["sr"], mute=st["mute"], solo=st["solo"], gain=st["gain"])
 

@@ -124,6 +124,7 @@ class TimelineWidget(QWidget):
         lay.addWidget(self.glw)
         self.duration = 1.0
         self.follow = True
+        self.spec_levels: Optional[tuple[float, float]] = None  # dB drawn as the first/last colour
 
         # waveform
         self.wave_vb = SeekViewBox(self)
@@ -216,24 +217,32 @@ class TimelineWidget(QWidget):
         self.message.setPos(self.duration / 2, 64)
 
     def set_audio(self, data: Optional[dict]) -> None:
-        if not data:
+        """Draw the clip's sound (``avstudio.studio.display.load_clip_sound``): the waveform and the
+        spectrogram on its fixed dB scale (silence is the floor colour, never stretched). A clip
+        without an audio track, or a silent one, also says so over the spectrogram."""
+        sound = (data or {}).get("sound")
+        if not data or "spec" not in data:
             self._wave_hi.setData([], [])
             self._wave_lo.setData([], [])
             self.spec_img.clear()
-            self.set_message("no audio in this clip")
+            self.spec.setYRange(0, 128, padding=0)  # where the message sits (the mel bins' range)
+            self.set_message("this clip has no sound (no audio track)")
             return
         self.set_message("")
         t = data["env_t"]
         self._wave_hi.setData(t, data["env_hi"])
         self._wave_lo.setData(t, data["env_lo"])
         spec = data["spec"]  # [n_mels, T]
-        self.spec_img.setImage(spec.T, autoLevels=False, levels=(float(spec.max()) - 80.0, float(spec.max())))
+        self.spec_levels = tuple(data["spec_levels"])
+        self.spec_img.setImage(spec.T, autoLevels=False, levels=self.spec_levels)
         hop = data["spec_hop_s"]
         self.spec_img.setRect(QRectF(data.get("spec_t0", 0.0), 0, spec.shape[1] * hop, spec.shape[0]))
         self.hz_axis.centres = np.asarray(data["mel_hz"])
         self.spec.setYRange(0, spec.shape[0], padding=0)
         self.hz_axis.picture = None
         self.hz_axis.update()
+        if sound is not None and not sound.sound:
+            self.set_message(f"this clip is silent ({sound.level_text()})")
 
     def set_activity(self, times: np.ndarray, values: np.ndarray, colours: list[tuple[int, int, int]],
                      visible: Optional[list[bool]] = None) -> None:

@@ -102,6 +102,12 @@ class TransportBar(QWidget):
         self.speed.activated.connect(lambda i: self.speedChosen.emit(float(self.speed.itemData(i))))
         lay.addWidget(self.speed)
 
+    def clear(self) -> None:
+        """No clip: no time, no frame."""
+        self.time_label.setText("--:--.--- / --:--.---")
+        self.frame_label.setText("frame – / –")
+        self.slider.setRange(0, 0)
+
     def set_range(self, frames: int) -> None:
         self.slider.setRange(0, max(0, frames - 1))
         self.slider.setPageStep(max(1, frames // 20))

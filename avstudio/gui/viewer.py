@@ -62,6 +62,7 @@ class Viewer(QObject):
         self.frame_server.failed.connect(self.win.show_message)
         self.frame_server.start()
         self.show_frame(0)
+        self._sync_ui(p.position)  # this clip's time, duration and frame count at once
         self.start_proxies()
 
     def start_proxies(self) -> None:
@@ -86,6 +87,7 @@ class Viewer(QObject):
         self.frame_cache.clear()
         self._overlays.clear()
         self.view.clear()
+        self.transport.clear()
 
     def show_frame(self, index: int) -> None:
         if self.frame_server is None:

@@ -184,6 +184,8 @@ BOXES = (
             submenu="Tie the selected box to sound") for n in range(1, 10))
 HELP = (
     A("keyboard", "&Keyboard shortcuts", "show_keys", ("F1", "?"), "List every shortcut"),
+    A("reading_heatmaps", "&Reading the heatmaps", "show_reading", (),
+      "What the fill, the outline, the threshold and the focus lane mean"),
     A("about", "&About AV Studio", "show_about", (), "About"),
 )
 

@@ -102,6 +102,8 @@ class HeatTrack:
             return "analysis failed" + (f": {self.message}" if self.message else "")
         if self.state == "cancelled":
             return "analysis cancelled"
+        if self.state == "done" and self.k == 0:  # a clip without sound, or no source found
+            return "no sound cluster: no heatmap"
         return "no heatmap for this frame" if self.state == "done" else ""
 
     @property

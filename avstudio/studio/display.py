@@ -1,22 +1,31 @@
 """The clip's sound as the app shows and plays it: the mix at a playback rate, its log-mel
-spectrogram and min/max envelope for the timeline (numpy only, fast enough for an hour of
-sound)."""
+spectrogram and min/max envelope for the timeline, and what the track holds (no track, silence,
+sound: :mod:`avstudio.analysis.sound`); numpy only, fast enough for an hour of sound.
+
+The spectrogram is in dB relative to a full-scale sine, on one fixed scale for every clip, from
+:data:`SPEC_FLOOR_DB` to :data:`SPEC_TOP_DB`: a quiet clip looks quiet and silence is drawn as
+silence (the floor colour), never stretched to fill the colour map."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
+from ..analysis.sound import NO_AUDIO, sound_of_samples
 from ..errors import Cancelled
 from ..media import probe, read_audio
 
+#: the spectrogram's fixed display range (dB relative to a full-scale sine): draw it with these
+SPEC_FLOOR_DB = -100.0
+SPEC_TOP_DB = 0.0
 
-def load_clip_sound(path: str, max_rate: int = 48000, progress=None, cancel=None) -> Optional[dict]:
-    """The clip's sound for playback and its pictures: mix, rate, spectrogram, envelope."""
+
+def load_clip_sound(path: str, max_rate: int = 48000, progress=None, cancel=None) -> dict:
+    """The clip's sound for playback and its pictures: mix, rate, spectrogram (and the levels to
+    draw it with), envelope, and ``"sound"``: the :class:`~avstudio.analysis.sound.SoundCheck`
+    made from the same samples. A clip without an audio track gives ``{"sound": NO_AUDIO}``."""
     info = probe(path, check=False)
     if not info.has_audio:
-        return None
+        return {"sound": NO_AUDIO}
     native = int(info.audio_rate or 48000)
     sr = native if 16000 <= native <= max_rate else max_rate
     mix = read_audio(path, sr=sr)
@@ -28,7 +37,8 @@ def load_clip_sound(path: str, max_rate: int = 48000, progress=None, cancel=None
     # column i is the window starting at i * hop: centred at i * hop + n_fft / 2
     t0 = (n_fft / 2.0) / sr - hop_s / 2.0
     return {"mix": mix, "sr": sr, "spec": spec, "spec_hop_s": float(hop_s), "spec_t0": float(t0),
-            "mel_hz": mel_hz, "env_t": env_t, "env_lo": env_lo, "env_hi": env_hi}
+            "spec_levels": (SPEC_FLOOR_DB, SPEC_TOP_DB), "mel_hz": mel_hz, "env_t": env_t, "env_lo": env_lo,
+            "env_hi": env_hi, "sound": sound_of_samples(mix, sr)}
 
 
 def _mel_filters(sr: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,13 +66,18 @@ def _mel_filters(sr: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarr
 
 
 def mel_spectrogram(x: np.ndarray, sr: int, n_mels: int = 128, max_columns: int = 8000):
-    """Log-mel power (dB, [n_mels, T]) for display, the hop in seconds and the mel centres (Hz)."""
+    """Log-mel power for display: (dB [n_mels, T], the hop in seconds, the mel centres in Hz).
+
+    dB are relative to a full-scale sine (one at the centre of a band reads about 0 dB there),
+    clipped to :data:`SPEC_FLOOR_DB` .. :data:`SPEC_TOP_DB`: draw it with exactly those levels."""
+    x = np.asarray(x, np.float32)
     n_fft = 2048 if sr > 24000 else 1024
     hop = max(int(sr * 0.01), int(np.ceil(len(x) / max_columns)))
     if len(x) < n_fft:
         x = np.pad(x, (0, n_fft - len(x)))
     n = 1 + (len(x) - n_fft) // hop
     win = np.hanning(n_fft).astype(np.float32)
+    ref = (float(win.sum()) / 2.0) ** 2  # |X|^2 of a full-scale sine at its bin
     fb, centres = _mel_filters(sr, n_fft, n_mels)
     out = np.empty((n_mels, n), np.float32)
     step = 512
@@ -72,10 +87,8 @@ def mel_spectrogram(x: np.ndarray, sr: int, n_mels: int = 128, max_columns: int 
         frames = x[idx] * win
         p = np.abs(np.fft.rfft(frames, axis=1)) ** 2
         out[:, a:b] = (fb @ p.T.astype(np.float32))
-    db = 10.0 * np.log10(out + 1e-10)
-    top = float(db.max()) if db.size else 0.0
-    db = np.clip(db, top - 80.0, top)
-    return db, hop / sr, centres
+    db = 10.0 * np.log10(np.maximum(out / ref, 10.0 ** (SPEC_FLOOR_DB / 10.0)))
+    return np.clip(db, SPEC_FLOOR_DB, SPEC_TOP_DB).astype(np.float32), hop / sr, centres
 
 
 def envelope(x: np.ndarray, sr: int, bins: int = 4000):

@@ -22,14 +22,15 @@ COLUMNS = [  # key, header, tooltip
     ("count", "Count", "Annotated number of audible sources (? = can't tell)"),
     ("unsure", "Unsure", "The annotator was not sure"),
     ("pred", "Pred.", "The counter's prediction"),
-    ("conf", "Conf.", "The counter's confidence in its prediction (0..1)"),
+    ("rate", "Rate", "The counter's rate: its estimate of the expected number of sources; the prediction "
+                     "is the rate rounded (1.94 and 1.51 both give 2, the second barely)"),
     ("stage", "Stage", "Curriculum stage: from the annotation, else (in italics) from the prediction"),
     ("duration", "Dur.", "Duration"),
     ("missing", "File", "Whether the file is where the library says"),
 ]
 COL = {k: i for i, (k, _, _) in enumerate(COLUMNS)}
 #: the widest text each narrow column shows (the name column gets the rest)
-WIDEST = {"count": "00", "unsure": "unsure", "pred": "00", "conf": "0.00", "stage": "C10",
+WIDEST = {"count": "00", "unsure": "unsure", "pred": "00", "rate": "0.00", "stage": "C10",
           "duration": "100.0 s", "missing": "missing"}
 
 FILTERS = [  # label, filter, stage
@@ -66,8 +67,8 @@ def sort_key(col: str, r) -> Any:
         return None if not r.annotated else int(r.unsure)
     if col == "pred":
         return r.predicted_count
-    if col == "conf":
-        return r.predicted_confidence
+    if col == "rate":
+        return r.predicted_rate
     if col == "stage":
         return None if r.stage is None else int(r.stage[1:])
     if col == "duration":
@@ -97,8 +98,8 @@ def cell_text(col: str, r) -> str:
         return "unsure" if r.unsure else ""
     if col == "pred":
         return "" if r.predicted_count is None else str(r.predicted_count)
-    if col == "conf":
-        return "" if r.predicted_confidence is None else f"{r.predicted_confidence:.2f}"
+    if col == "rate":
+        return "" if r.predicted_rate is None else f"{r.predicted_rate:.2f}"
     if col == "stage":
         return r.stage or ""
     if col == "duration":
@@ -116,8 +117,8 @@ def row_tooltip(r) -> str:
     else:
         lines.append("not annotated")
     if r.predicted_count is not None:
-        conf = "" if r.predicted_confidence is None else f", confidence {r.predicted_confidence:.2f}"
-        lines.append(f"predicted: {r.predicted_count}{conf} ({Path(str(r.predicted_by)).name})")
+        rate = "" if r.predicted_rate is None else f" (the counter's rate {r.predicted_rate:.2f}, rounded)"
+        lines.append(f"predicted: {r.predicted_count}{rate} by {Path(str(r.predicted_by)).name}")
     if r.missing:
         lines.append("the file is missing (File › Import folder finds moved files)")
     return "\n".join(lines)
@@ -163,12 +164,49 @@ def player_line(r, player_has_clip: bool) -> str:
         state = "not annotated"
         if r.predicted_count is not None:
             state += f" (counter: {r.predicted_count}"
-            state += f", confidence {r.predicted_confidence:.2f})" if r.predicted_confidence is not None else ")"
+            state += f", rate {r.predicted_rate:.2f})" if r.predicted_rate is not None else ")"
     elif r.count is None:
         state = "can't tell"
     else:
         state = f"<b>{r.count}</b> source{'s' if r.count != 1 else ''}" + (" (unsure)" if r.unsure else "")
     return f"In the player: <b>{Path(r.path).name}</b> — {state}"
+
+
+def skipped_note(rep) -> tuple[str, str]:
+    """(the panel's line, its tooltip) about the files an import skipped as not videos, grouped
+    by why (the tooltip: every file); ("", "") when none was."""
+    from ..data.library import summarize_skipped
+
+    items = getattr(rep, "not_media", [])
+    if not items:
+        return "", ""
+    return ("Skipped, not videos: " + "; ".join(summarize_skipped(items)),
+            "\n".join(f"{p}: {why}" for p, why in items))
+
+
+def elide_name(name: str, width: float, measure) -> str:
+    """``name`` fitted into ``width`` (``measure(text)`` gives a text's width): whole if it fits,
+    else its middle elided while the extension stays whole, keeping as much of both ends of the
+    stem as fits (a little more of the end, where clips of one series differ):
+    ``movie-hello.mp4`` -> ``movi…llo.mp4``, never a ``movi….mp4`` that hides which clip it is."""
+    import os
+
+    if measure(name) <= width:
+        return name
+    stem, ext = os.path.splitext(name)
+    if len(ext) > 6:  # not an extension: elide the whole name
+        stem, ext = name, ""
+    best = "…" + ext
+    lo, hi = 0, len(stem)
+    while lo <= hi:  # the most stem characters that fit, split 2:3 between head and tail
+        n = (lo + hi) // 2
+        head = n * 2 // 5
+        cand = stem[:head] + "…" + stem[len(stem) - (n - head):] + ext
+        if measure(cand) <= width:
+            best, lo = cand, n + 1
+        else:
+            hi = n - 1
+    return best
 
 
 def import_report(rep) -> tuple[str, str]:
@@ -183,6 +221,9 @@ def import_report(rep) -> tuple[str, str]:
         extra.append(f"{rep.relinked} moved files found again")
     if rep.failed:
         extra.append(f"{len(rep.failed)} not imported")
+    not_media = getattr(rep, "not_media", [])
+    if not_media:
+        extra.append(f"{len(not_media)} other file{'s' if len(not_media) != 1 else ''} skipped")
     if extra:
         msg += " (" + ", ".join(extra) + ")"
     details = ""

@@ -7,7 +7,8 @@
   (a variable-frame-rate clip has slots without a frame of their own).
 * :func:`order_clusters` — cluster identity across chunks: each chunk's clusters are put in the
   order of the clip's reference audio centers, so a colour means the same sound everywhere.
-* :func:`decide_k` — how many sound clusters: chosen, cached, or the model's counter.
+* :func:`decide_k` — how many sound clusters: none without sound; chosen, cached, or the
+  model's counter.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # (torch and scipy are imported when the analysis runs, not at start-up)
     from ..analysis.cache import AnalysisCache, HeatmapData
+    from ..analysis.sound import SoundCheck
     from ..nets.checkpoint import ModelBundle
 
 
@@ -132,22 +134,28 @@ def order_clusters(data: HeatmapData, ref: Optional[np.ndarray]) -> tuple[Option
 
 
 def decide_k(k_request: Optional[int], cache: AnalysisCache, bundle: ModelBundle, path: str,
-             has_audio: bool) -> tuple[int, str]:
-    """How many sound clusters to analyse with, and why (said in the panel)."""
+             sound: SoundCheck) -> tuple[int, str]:
+    """How many sound clusters to analyse with, and why (said in the panel). A clip without
+    sound (``sound``: :func:`avstudio.analysis.sound.check_sound`) has none, whatever is asked
+    (an AVIN model too: there is no sound to make its map of)."""
+    if not sound.sound:
+        return 0, sound.note()
     if getattr(bundle, "kind", "") == "avin":
         return 1, "one heatmap per frame (AVIN has no sound clusters: k = 1)"
     if k_request is not None:
         return int(k_request), "chosen in the panel"
     got = cache.auto_k()
-    if got is not None:
-        return int(got["k"]), f"the counter found {got['k']} (cached)"
-    if bundle.counter is not None and has_audio:
-        from ..analysis.localize import predict_count
+    if got is not None and "confidence" not in got:  # made before counts could be 0: redone
+        rate = got.get("rate")
+        return int(got["k"]), f"the counter found {got['k']} " + (
+            f"(rate {rate:.2f}, cached)" if rate is not None else "(cached)")
+    if bundle.counter is not None:
+        from ..analysis.localize import estimate_count
 
-        n, conf, lam = predict_count(bundle, path)
-        k = int(max(1, min(6, n)))
-        cache.save_auto_k(k, conf, lam)
-        return k, f"the counter found {n} (confidence {conf:.2f})"
+        est = estimate_count(bundle, path, sound=sound)
+        k = int(min(6, est.count))
+        cache.save_auto_k(k, est.rate)
+        return k, f"the counter found {est.text()}"
     return 1, "this model has no source counter (choose how many in the panel)"
 
 

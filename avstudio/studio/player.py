@@ -18,6 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..analysis.cache import HeatmapData
+from ..analysis.sound import NO_AUDIO, no_sound_reason
 from ..errors import AVStudioError
 from ..media import probe
 from .tasks import separation_available
@@ -52,6 +53,8 @@ class Player:
         self.base_speed = 1.0
         self.direction = 1
         self.audio_data: Optional[dict] = None
+        # what the clip's audio holds (avstudio.analysis.sound.SoundCheck; None: not known yet)
+        self.sound = None
         self.marker: Optional[tuple[float, float]] = None
         self._reset_results()
 
@@ -88,6 +91,7 @@ class Player:
         self.video_start = float(info.video_start)
         self.duration = max(float(info.duration), self.frame_count / self.fps)
         self.position = self.video_start
+        self.sound = None if info.has_audio else NO_AUDIO  # a track: measured when it loads
 
     def close(self) -> None:
         self._reset_clip()
@@ -95,6 +99,16 @@ class Player:
     @property
     def is_open(self) -> bool:
         return self.path is not None
+
+    def set_sound(self, sound) -> None:
+        """What the clip's track holds, once measured (the sound loader or the analysis)."""
+        self.sound = sound
+
+    @property
+    def no_sound(self) -> Optional[str]:
+        """Why nothing that needs sound works on this clip ("this clip is silent", "this clip
+        has no sound (no audio track)"); None when it has sound or that is not known yet."""
+        return no_sound_reason(self.sound) if self.path is not None else None
 
     @property
     def has_audio(self) -> bool:
@@ -188,7 +202,8 @@ class Player:
             return False
         self.k = int(k)
         self.heat = None
-        self.heat_done = np.zeros(self.frame_count, bool)
+        # no sound cluster (a clip without sound): every frame is analysed, with nothing on it
+        self.heat_done = np.full(self.frame_count, self.k == 0, bool)
         self.activity = np.full((self.frame_count, k), np.nan, np.float32)
         return True
 
@@ -226,7 +241,10 @@ class Player:
 
     def heat_of(self, index: int) -> tuple[Optional[np.ndarray], str]:
         """The heatmaps of frame ``index`` ([k, h, w]) and the badge shown instead when there are
-        none ("heatmap pending…", "no heatmap for this frame" or "")."""
+        none ("heatmap pending…", "no heatmap for this frame", "this clip is silent: no heatmap"
+        or "")."""
+        if self.no_sound is not None:
+            return None, f"{self.no_sound}: no heatmap"
         if self.heat is None or self.heat_done is None or not 0 <= index < len(self.heat_done):
             return None, ("heatmap pending…" if self.bundle is not None and self.analysing else "")
         if not self.heat_done[index]:
@@ -290,7 +308,11 @@ class Player:
         loc = {"hsa": "localizer (HSA)", "avin": "localizer (AVIN: one heatmap per frame)"}.get(b.kind, "localizer")
         comps = [c for c, m in ((loc, b.localizer), ("counter", b.counter), ("separator", b.separator))
                  if m is not None]
-        return " · ".join([b.name, " + ".join(comps)]), "\n".join(f"{c}: {p}" for c, p in b.paths.items())
+        tip = [f"{c}: {p}" for c, p in b.paths.items()]
+        kept = b.card("sep").get("separator", {}) if b.separator is not None else {}
+        if kept.get("kept_from"):
+            tip.append(f"the separator is the one of the model fine-tuned from ({kept['kept_from']}), unchanged")
+        return " · ".join([b.name, " + ".join(comps)]), "\n".join(tip)
 
     def no_model_text(self) -> str:
         msg = self.model_error or ""
@@ -310,8 +332,11 @@ class Player:
 
     def sources_note(self) -> str:
         """The note under the cluster panel: what can be heard, and why not more."""
-        if self.path is not None and self.info is not None and not self.info.has_audio:
-            return "This clip has no sound."
+        why = self.no_sound
+        if why is not None:
+            return f"{why[0].upper()}{why[1:]}: no sound to localise, count or separate."
+        if self.k == 0:
+            return "No sound source was found: nothing to separate (choose a number of clusters to look anyway)."
         if self.bundle is None:
             return "No model: only the original mix can be heard." if not self.model_loading else "Loading the model…"
         if self.bundle.separator is None:
@@ -324,18 +349,25 @@ class Player:
                 "Click the frame to hear a pixel.")
 
     def k_note(self, k: int, how: str) -> str:
+        if k == 0:
+            return f"No sound cluster: {how}"
         if self.bundle is not None and self.bundle.kind == "avin":
             return f"AVIN: {how}"
         return f"{k} sound cluster{'s' if k > 1 else ''}: {how}"
 
     def k_choice(self) -> tuple[bool, str]:
-        """Whether the panel's number of clusters can be chosen for this model, and its tooltip."""
+        """Whether the panel's number of clusters can be chosen (for this model, on this clip),
+        and its tooltip."""
+        if self.no_sound is not None:
+            return False, f"Not available: {self.no_sound}"
         if self.bundle is not None and self.bundle.kind == "avin":
             return False, "AVIN gives one heatmap per frame: it has no sound clusters (k = 1)"
         return True, "How many sound sources to look for (Auto: the model's counter decides)"
 
     def pixel_unavailable(self) -> Optional[str]:
         """Why the sound of a pixel cannot be played (None: it can)."""
+        if self.no_sound is not None:
+            return f"Cannot play the sound of a pixel: {self.no_sound}"
         if separation_available(self.bundle):
             return None
         why = "no model is loaded" if self.bundle is None else "this model has no separator"
@@ -343,14 +375,19 @@ class Player:
 
     # ======================================================================== exports
     def heatmap_export(self) -> Optional[HeatmapData]:
-        """The analysed frames' heatmaps in the analysis contract's layout (None: none yet)."""
-        if self.heat is None or self.heat_done is None or not self.heat_done.any():
+        """The analysed frames' heatmaps in the analysis contract's layout (None: none yet, or a
+        clip without sound)."""
+        if self.no_sound is not None or self.heat is None or self.heat_done is None or not self.heat_done.any():
             return None
         fr = np.flatnonzero(self.heat_done)
         return HeatmapData(k=int(self.heat.shape[1]), frames=fr, times=np.array([self.time_of(i) for i in fr]),
                            heatmaps=self.heat[fr].astype(np.float32))
 
     def no_stems_reason(self) -> str:
+        if self.no_sound is not None:
+            return self.no_sound
+        if self.k == 0:
+            return "no sound source was found"
         if self.bundle is not None and self.bundle.separator is None:
             return "this model has no separator"
         return "the sources are not separated yet"

@@ -84,9 +84,9 @@ def test_annotate_with_keys_undo_redo_and_next(qtbot, win, clips, tmp_path):
     rows = {Path(r.path).name: r for r in lib.clips()}
     ids = [rows[f"clip{i}.mp4"].id for i in range(4)]
     # the counter's least certain clip first: clip2, clip0, clip3, then clip1 (no prediction)
-    lib.set_prediction(ids[2], 1, 0.2, "m")
-    lib.set_prediction(ids[0], 2, 0.5, "m")
-    lib.set_prediction(ids[3], 1, 0.9, "m")
+    lib.set_prediction(ids[2], 1, 1.4, "m")  # margin 0.1 from the boundary between 1 and 2
+    lib.set_prediction(ids[0], 2, 2.25, "m")  # 0.25
+    lib.set_prediction(ids[3], 1, 1.05, "m")  # 0.45
     p.refresh()
 
     # opening a library gives 0-4 and ? to annotation (show/hide sound 1-4 give them up)
@@ -482,7 +482,21 @@ def bench(tmp_path_factory):
                   TrainConfig(stages=[1], epochs=1, batch_clips=2, clip_repeats=1, counter_epochs=1, seed=1,
                               threads=1),
                   model_cfg=default_config("small")).run()
-    return {"manifest": man, "base": res.model_path}
+    # the same localizer with a separator beside it (a MODEL folder, as models/default is)
+    import torch
+
+    from avstudio.nets.checkpoint import component_tensors, load_tensors, save_tensors
+    from avstudio.nets.separator import Separator, SeparatorConfig
+
+    folder = d / "base_with_separator"
+    folder.mkdir()
+    save_tensors(folder / "localizer.safetensors", *load_tensors(res.model_path))
+    torch.manual_seed(2)
+    sep = Separator(SeparatorConfig(n_bins=64, channels=(4, 8), feat_channels=4, head_hidden=4,
+                                    cond_dim=default_config("small").embed_dim))
+    save_tensors(folder / "separator.safetensors", component_tensors("sep", sep),
+                 {"components": {"sep": {"class": "Separator", "config": sep.cfg.to_dict()}}})
+    return {"manifest": man, "base": res.model_path, "base_with_separator": folder}
 
 
 def test_real_finetune_from_the_panel(qtbot, win, bench, tmp_path, monkeypatch):
@@ -495,7 +509,7 @@ def test_real_finetune_from_the_panel(qtbot, win, bench, tmp_path, monkeypatch):
     assert p.lib.stats()["annotated"] == 3
     ft = win.finetune_panel
     win.action("show_finetune").trigger()
-    ft.base_edit.setText(str(bench["base"]))
+    ft.base_edit.setText(str(bench["base_with_separator"]))
     qtbot.waitUntil(lambda: ft.clips_combo.findText("Only stage C1 (2)") > 0, timeout=WAIT)
     i = ft.clips_combo.findText("Only stage C1 (2)")
     ft.clips_combo.setCurrentIndex(i)
@@ -527,7 +541,13 @@ def test_real_finetune_from_the_panel(qtbot, win, bench, tmp_path, monkeypatch):
     ft.select_run(rid)
     with qtbot.waitSignal(win.modelReady, timeout=WAIT):
         ft.use_btn.click()
-    assert win.player.bundle is not None and win.player.bundle.paths["av"] == str(tmp_path / "run" / "model.safetensors")
+    b = win.player.bundle
+    assert b is not None and b.paths["av"] == str(tmp_path / "run" / "model.safetensors")
+    # ... keeping the separator it was fine-tuned from (stems and click-to-hear stay), and the
+    # status bar names it
+    assert b.separator is not None and b.paths["sep"] == b.paths["av"]
+    assert win.status_line.model.text() == "model: run/model"
+    assert "fine-tuned from" in win.panel.model_label.toolTip()
 
     # ... and its counter predicts the counts of clips not annotated yet
     c = p.lib.clips()[0]
@@ -536,7 +556,8 @@ def test_real_finetune_from_the_panel(qtbot, win, bench, tmp_path, monkeypatch):
     assert job is not None
     wait_job(qtbot, p)
     got = p.lib.get(c.id)
-    assert got.predicted_count is not None and 0.0 <= got.predicted_confidence <= 1.0
+    assert got.predicted_count is not None and got.predicted_rate >= 0.0
+    assert got.predicted_count == min(16, round(got.predicted_rate))
     assert table_text(p, c.id, "pred") == str(got.predicted_count)
 
 

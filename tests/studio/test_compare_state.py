@@ -64,9 +64,16 @@ def test_comparison_layout_flip_and_titles_without_qt():
 
 
 def test_an_avin_model_is_analysed_with_one_map_whatever_k_was_asked():
+    import math
+
+    from avstudio.analysis.sound import NO_AUDIO, SoundCheck
     from avstudio.studio.planner import decide_k
 
     class B:
         kind = "avin"
 
-    assert decide_k(3, None, B(), "clip.mp4", True) == (1, "one heatmap per frame (AVIN has no sound clusters: k = 1)")
+    sound = SoundCheck(True, -12.0, 0.5, 0.1)
+    assert decide_k(3, None, B(), "clip.mp4", sound) == (1, "one heatmap per frame (AVIN has no sound clusters: k = 1)")
+    # ... and none on a clip without sound (no map of a sound that is not there)
+    assert decide_k(3, None, B(), "clip.mp4", NO_AUDIO)[0] == 0
+    assert decide_k(None, None, B(), "clip.mp4", SoundCheck(True, -math.inf, 0.0, 2.0))[0] == 0

@@ -165,7 +165,27 @@ def test_what_the_panels_and_the_status_bar_say(clips):
     assert p.k_note(1, "chosen") == "1 sound cluster: chosen" and p.k_note(3, "x") == "3 sound clusters: x"
     silent = opened(clips["silent"])
     silent.bundle = p.bundle
-    assert not silent.has_audio and silent.sources_note() == "This clip has no sound."
+    none = "this clip has no sound (no audio track)"
+    assert not silent.has_audio and silent.no_sound == none
+    assert silent.sources_note() == "This clip has no sound (no audio track): no sound to localise, count or separate."
+    assert silent.heat_of(0) == (None, f"{none}: no heatmap")
+    assert silent.pixel_unavailable() == f"Cannot play the sound of a pixel: {none}"
+    assert silent.no_stems_reason() == none and silent.heatmap_export() is None
+    assert silent.begin_k(0) and silent.heat_done.all() and silent.k_note(0, none) == f"No sound cluster: {none}"
+
+
+def test_a_track_measured_silent_says_so(clips):
+    import math
+
+    from avstudio.analysis.sound import SoundCheck
+
+    p = opened(clips["clip"])
+    assert p.has_audio and p.sound is None and p.no_sound is None  # not measured yet: nothing said
+    p.set_sound(SoundCheck(True, -math.inf, 0.0, 2.0))
+    assert p.no_sound == "this clip is silent" and p.heat_of(3) == (None, "this clip is silent: no heatmap")
+    assert p.sources_note().startswith("This clip is silent: ")
+    p.set_sound(SoundCheck(True, -12.0, 0.5, 0.1))
+    assert p.no_sound is None and p.heat_of(3) == (None, "")
 
 
 def test_an_avin_model_has_one_map_and_the_player_says_so(clips):
