@@ -44,14 +44,16 @@ def _check_range(path, start: Optional[float], end: Optional[float]) -> tuple[fl
 def _resampled(container, stream, sr: int, path, state: dict) -> Iterator[tuple[Optional[float], np.ndarray]]:
     """Yield ``(time_of_first_sample or None, mono float32 samples)`` in order, flushed at the end.
 
-    ``state['stop']`` is set to the reason when demuxing/decoding failed before the end.
+    ``state['stop']`` is set to the reason when demuxing/decoding failed before the end;
+    ``state['others_end']`` to where the file's other streams end (seconds on the same clock;
+    None without any): a track that ends before them is short, not cut.
     """
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
     tb = stream.time_base
     origin = container.start_time / av.time_base if container.start_time is not None else 0.0
     first = True
     errors = 0
-    demux = container.demux(stream)
+    demux = container.demux()  # every stream: where the others end tells short from cut
 
     def out(frames, t):
         nonlocal first
@@ -71,6 +73,11 @@ def _resampled(container, stream, sr: int, path, state: dict) -> Iterator[tuple[
         except _AV_ERRORS as exc:
             state["stop"] = reason(exc)
             break
+        if packet.stream.index != stream.index:
+            if packet.pts is not None and packet.time_base is not None:
+                end = float(Fraction(packet.pts + (packet.duration or 0)) * packet.time_base) - origin
+                state["others_end"] = max(end, state.get("others_end") or end)
+            continue
         try:
             frames = packet.decode()
         except _AV_ERRORS as exc:
@@ -164,8 +171,10 @@ def _iter_audio(container, stream, p, sr, chunk_n, s, e):
     origin = container.start_time / av.time_base if container.start_time is not None else 0.0
     # the header's idea of where the audio ends (to trim encoder padding and spot truncation)
     header_end = None
+    own_end = False  # the header states this stream's own end (not only the whole file's)
     if stream.duration and stream.start_time is not None:
         header_end = float(Fraction(stream.start_time + stream.duration) * tb) - origin
+        own_end = True
     elif container.duration:
         header_end = container.duration / av.time_base
     if s > PREROLL_SECONDS:
@@ -228,7 +237,15 @@ def _iter_audio(container, stream, p, sr, chunk_n, s, e):
         expected_end = header_end if header_end is not None else reached
         if e is not None:
             expected_end = min(expected_end, e)
-        if stopped or reached < expected_end - max(0.5, 0.1 * expected_end):
+        margin = max(0.5, 0.1 * expected_end)
+        cut = reached < expected_end - margin
+        if cut and not stopped and not own_end:
+            # the file's duration is its longest stream's (Matroska, WebM and AVI state no
+            # other): a sound track that simply ends before the video is short, not cut; a
+            # cut file stops every stream early
+            others = state.get("others_end")
+            cut = others is None or others < expected_end - margin
+        if stopped or cut:
             if tail.size:
                 yield tail
             why = f" ({stopped})" if stopped else ""
