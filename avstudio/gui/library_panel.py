@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -158,12 +158,18 @@ class LibraryPanel(QWidget):
         self.table.setShowGrid(False)
         h = self.table.horizontalHeader()
         h.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        h.setSectionResizeMode(COL["name"], QHeaderView.ResizeMode.Stretch)
         h.setMinimumSectionSize(30)
         fm = self.table.fontMetrics()
         for key, sample in WIDEST.items():  # narrow columns: the name gets the rest
             text = max(sample, COLUMNS[COL[key]][1], key=fm.horizontalAdvance)
             h.resizeSection(COL[key], fm.horizontalAdvance(text) + 16)
+        # ... but never less than a usual clip name: in a narrow dock the table scrolls sideways
+        # instead (a stretched column shrank to 30 px, every name one "….mp4")
+        bold = QFont(self.table.font())
+        bold.setBold(True)  # the clip in the player is drawn bold
+        self.name_min = QFontMetrics(bold).horizontalAdvance("clip_00000.mp4") + 20
+        self.table.viewport().installEventFilter(self)
+        h.sectionResized.connect(lambda i, _old, _new: i != COL["name"] and self._fit_name_column())
         h.setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         self.table.setToolTip("Double-click a clip to open it in the player")
         v.addWidget(self.table, 1)
@@ -460,6 +466,19 @@ class LibraryPanel(QWidget):
             except AVStudioError:
                 pass
         return self.lib.find_file(self.win.player.path)
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self.table.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_name_column()
+        return super().eventFilter(obj, event)
+
+    def _fit_name_column(self) -> None:
+        """The name column takes the width the others leave, at least :attr:`name_min`."""
+        h = self.table.horizontalHeader()
+        others = sum(h.sectionSize(i) for i in range(h.count()) if i != COL["name"] and not h.isSectionHidden(i))
+        want = max(self.name_min, self.table.viewport().width() - others)
+        if h.sectionSize(COL["name"]) != want:
+            h.resizeSection(COL["name"], want)
 
     def _on_clip_opened(self, path: str) -> None:
         if self.lib is None:

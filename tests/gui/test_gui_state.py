@@ -219,6 +219,28 @@ def test_clip_names_keep_what_tells_them_apart(qtbot, bare, tmp_path):
         drawn[p.model.clip_at(r).path] = opt.text
         assert p.model.data(idx, Qt.ItemDataRole.ToolTipRole).splitlines()[0] == p.model.clip_at(r).path
     assert len(set(drawn.values())) == 2
+    # a narrow library dock: the name column keeps room for a name and the table scrolls
+    # sideways (it used to shrink to 30 px: every name one "….mp4")
+    h = table.horizontalHeader()
+    table.setFixedWidth(260)
+    qtbot.waitUntil(lambda: table.viewport().width() <= 260)
+    qtbot.wait(50)
+    assert h.sectionSize(COL["name"]) >= fm.horizontalAdvance("movie-hello.mp4") + 10
+    assert table.horizontalScrollBar().maximum() > 0
+    shown_now = set()
+    for r in range(p.model.rowCount()):
+        opt = QStyleOptionViewItem()
+        opt.initFrom(table)
+        opt.rect = QRect(0, 0, h.sectionSize(COL["name"]), 22)
+        table.itemDelegateForColumn(COL["name"]).initStyleOption(opt, p.model.index(r, COL["name"]))
+        shown_now.add(opt.text)
+    assert shown_now == {"movie-hello.mp4", "movie-dog.mp4"}
+    table.setMinimumWidth(0)
+    table.setMaximumWidth(16777215)
+    p.win.library_dock.setMinimumWidth(700)  # wide: the name column takes the rest
+    qtbot.waitUntil(lambda: table.viewport().width() > 600)
+    others = sum(h.sectionSize(i) for i in range(h.count()) if i != COL["name"])
+    assert h.sectionSize(COL["name"]) == table.viewport().width() - others > p.name_min
 
 
 def test_number_keys_annotate_the_clip_in_the_player(qtbot, bare, tmp_path):
