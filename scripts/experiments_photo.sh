@@ -35,7 +35,7 @@ case "${1:-all}" in
 shipped|ablations|all)
   # stage C1 (1287 one-source clips, 6 epochs of 161 steps): shared by the shipped model and the
   # ablations below
-  train $COMMON $ARCH --out $R/c1_A --stages 1 --epochs 6 --counter-epochs 0
+  T=1 train $COMMON $ARCH --arch-set stack=7 --out $R/c1_A --stages 1 --epochs 6 --counter-epochs 0
   ;;
 esac
 
@@ -43,16 +43,26 @@ case "${1:-all}" in
 shipped|all)
   # stages C2 and C3 from it: a lower learning rate at each stage and a quarter of the steps
   # replaying the simpler levels; then the counter on every labelled clip (encoders frozen)
-  train $COMMON --init $R/c1_A/model.safetensors --out $R/c23 --stages 2,3 --epochs 4,4 --lr 5e-4 \
+  train $COMMON --init $R/c1_A/model.safetensors --out $R/c23 --stages 2,3 --epochs 3,3 --lr 5e-4 \
         --stage-lr 0.6 --replay 0.25 --counter-epochs 0
-  train $COMMON --init $R/c23/model.safetensors --out $R/photo --stages 1,2 --epochs 0 --counter-epochs 6
-  $PY -m avstudio calibrate $R/photo/model.safetensors --val-data $D/pval --write
+  # the heatmap temperature, chosen on the validation clips (written into the card)
+  grep -q '"calibration"' $R/c23/model.json || $PY -m avstudio calibrate $R/c23/model.safetensors --val-data $D/pval --write
+  # the counter (encoders frozen) on 2141 clips: every C2-C4 clip and the first 428 C1 clips,
+  # so that each count is seen about as often; in parallel with the separator (one thread each)
+  [ -f $D/ptrain/manifest_count.csv ] || awk -F, 'NR == 1 || $2 != 1 || ++n <= 428' $D/ptrain/manifest.csv \
+        > $D/ptrain/manifest_count.csv
+  T=1 train --manifest $D/ptrain/manifest_count.csv --clip-repeats 1 --init $R/c23/model.safetensors --out $R/photo \
+        --stages 1,2 --epochs 0 --counter-epochs 6 &
   # the separator, in the visual space of that localizer (two-clip mixtures, solo then duet)
-  [ -f $R/sep_photo/separator.safetensors ] || $PY -m avstudio train-separator --av-model $R/photo/model.safetensors \
+  [ -f $R/sep_photo/separator.safetensors ] || $PY -m avstudio train-separator --av-model $R/c23/model.safetensors \
         --out $R/sep_photo --manifest $D/ptrain/manifest.csv --stages 1,2 --epochs 12 --steps 60 \
-        --later-stages mixed --threads "$T" --seed 0 --quiet > /dev/null
-  ev $R/sep_photo/model $R/eval/photo_test.json $D/ptest
-  ev $R/sep_photo/model $R/eval/photo_seen.json $D/pseen
+        --later-stages mixed --threads 1 --seed 0 --max-minutes 45 --quiet > /dev/null
+  wait
+  # the shipped folder: localizer (AV + counter) and separator; then the held-out evaluations
+  python3 scripts/ship_model.py $R/photo/model.safetensors $R/ship/default/localizer
+  python3 scripts/ship_model.py $R/sep_photo/separator.safetensors $R/ship/default/separator
+  ev $R/ship/default $R/eval/photo_test.json $D/ptest
+  ev $R/ship/default $R/eval/photo_seen.json $D/pseen
   ;;
 esac
 

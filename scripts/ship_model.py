@@ -14,6 +14,16 @@ import json
 import shutil
 from pathlib import Path
 
+LIMITS = {
+    "shapes": "Trained from scratch on AV Studio's shapes world (moving textured shapes that sound like "
+              "General-MIDI instruments). It shows how the method behaves; it has never seen natural "
+              "video, so do not expect it to localize real things before fine-tuning.",
+    "photo": "Trained from scratch on AV Studio's photo world (real pictures of sounding things with "
+             "their own recordings, on real photographs; docs/ground_truth.md). A starting point for "
+             "fine-tuning on your own clips (`avstudio train --init models/default`). Read the test "
+             "numbers before trusting a heatmap: on real footage see docs/real_footage.md.",
+}
+
 
 def fmt(x, nd=2):
     return "n/a" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
@@ -24,6 +34,8 @@ def main() -> int:
     p.add_argument("weights", help="a .safetensors model file with its .json card")
     p.add_argument("dest", help="destination stem, e.g. models/default/localizer")
     p.add_argument("--eval", default=None, help="`avstudio eval` JSON of this model on the test split")
+    p.add_argument("--world", choices=["photo", "shapes"], default="photo",
+                   help="the synthetic world it was trained on (for the card's 'limits' text)")
     a = p.parse_args()
     src = Path(a.weights)
     dst = Path(a.dest)
@@ -67,12 +79,7 @@ def main() -> int:
         lines += [f"Counting accuracy: {fmt(c.get('accuracy'))} (majority class: {fmt(c.get('majority_baseline'))}).", ""]
     if m.get("separation"):
         lines += ["Separation: " + json.dumps(m["separation"].get("summary", m["separation"]))[:800], ""]
-    lines += ["## Intended use and limits", "",
-              "Trained from scratch on AV Studio's synthetic benchmark (moving textured shapes that "
-              "sound like General-MIDI instruments). It shows how the method behaves and is a starting "
-              "point for fine-tuning on your own clips (`avstudio train --init models/default`); it has "
-              "never seen natural video, so do not expect it to localize real instruments before "
-              "fine-tuning.", ""]
+    lines += ["## Intended use and limits", "", LIMITS[a.world], ""]
     dst.with_suffix(".md").write_text("\n".join(lines))
     print(f"wrote {dst.with_suffix('.safetensors')} and {dst.with_suffix('.md')}")
     return 0

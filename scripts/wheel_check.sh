@@ -17,6 +17,9 @@ mkdir "$tmp/elsewhere"
 cd "$tmp/elsewhere"
 echo "[wheel] avstudio analyze (the demo clip, the default model) from $(pwd)"
 "$tmp/venv/bin/avstudio" analyze "$ROOT/resources/demo.mp4" --out out --quiet > summary.txt
+shapes=$("$tmp/venv/bin/python" -c "from avstudio.assets import shipped; print(shipped('models') / 'shapes')")
+echo "[wheel] avstudio analyze with the shipped shapes model (it has a separator: stems) $shapes"
+"$tmp/venv/bin/avstudio" analyze "$ROOT/resources/demo.mp4" --model "$shapes" --out out_shapes --quiet > summary2.txt
 "$tmp/venv/bin/python" - <<'PY'
 import json, pathlib, numpy as np
 import avstudio
@@ -27,8 +30,9 @@ assert default_model_dir().is_relative_to(pkg) and demo_clip().is_relative_to(pk
 s = json.loads(pathlib.Path("out/summary.json").read_text())
 h = np.load("out/heatmaps.npz")["heatmaps"]
 assert s["k"] >= 1 and h.shape[0] == s["frames"] > 0, (s, h.shape)
-assert sorted(p.name for p in pathlib.Path("out/stems").iterdir())
-print(f"[wheel] ok: {s['frames']} frames, k={s['k']}, stems {sorted(p.name for p in pathlib.Path('out/stems').iterdir())}")
+stems = sorted(p.name for p in pathlib.Path("out_shapes/stems").iterdir())
+assert stems, stems
+print(f"[wheel] ok: {s['frames']} frames, k={s['k']}; shapes model stems {stems}")
 PY
 echo "[wheel] the app, offscreen, on the demo clip shipped in the wheel"
 QT_QPA_PLATFORM=offscreen AVSTUDIO_NO_AUDIO=1 AVSTUDIO_SETTINGS="$tmp/settings.ini" \
