@@ -46,7 +46,10 @@ def test_the_wheel_carries_the_model_and_resources_and_works_from_elsewhere(tmp_
         "                  'demo': str(demo_clip()), 'icon': resource('icons', 'play.svg').is_file(),\n"
         "                  'qss': resource('style.qss').is_file(), 'demo_ok': demo_clip().is_file()}))\n"
         "from avstudio.cli import main\n"
-        f"sys.exit(main(['analyze', {clip.name!r}, '--out', 'out', '--quiet']))\n")
+        f"rc = main(['analyze', {clip.name!r}, '--out', 'out', '--quiet'])\n"
+        "from avstudio.assets import shipped\n"  # the shapes model (it has a separator), also inside
+        f"sys.exit(rc or main(['analyze', {clip.name!r}, '--model', str(shipped('models') / 'shapes'), "
+        "'--out', 'out_shapes', '--quiet']))\n")
     r = subprocess.run([sys.executable, "-c", check], cwd=elsewhere, env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr
@@ -56,4 +59,7 @@ def test_the_wheel_carries_the_model_and_resources_and_works_from_elsewhere(tmp_
     assert Path(got["demo"]).is_relative_to(site) and got["demo_ok"] and got["icon"] and got["qss"]
     summary = json.loads((elsewhere / "out" / "summary.json").read_text())
     assert summary["frames"] == 12 and (elsewhere / "out" / "heatmaps.npz").is_file()
-    assert sorted(p.name for p in (elsewhere / "out" / "stems").iterdir())
+    # the default (photo) model has no separator: no stems; the shipped shapes model writes them
+    assert not (elsewhere / "out" / "stems").exists() or not list((elsewhere / "out" / "stems").iterdir())
+    shapes = json.loads((elsewhere / "out_shapes" / "summary.json").read_text())
+    assert shapes["frames"] == 12 and sorted(p.name for p in (elsewhere / "out_shapes" / "stems").iterdir())

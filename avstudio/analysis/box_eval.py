@@ -281,9 +281,14 @@ def clip_frame_maps(bundle: Any, path: str, frames: Sequence[tuple[int, float]],
     return {"audio": audio, "maps": out}
 
 
-def score_samples(net: Any, samples: Sequence[BoxSample], batch: int = 32,
+def score_samples(net: Any, samples: Sequence[BoxSample], batch: int = 1,
                   progress: ProgressFn | None = None, cancel=None, task: str = "score") -> list[dict[str, Any]]:
-    """Per sample: ``{"model": {how: {"ciou", "nsa"}}, ...}`` for each of the model's maps."""
+    """Per sample: ``{"model": {how: {"ciou", "nsa"}}, ...}`` for each of the model's maps.
+
+    One sample per forward pass by default, as the app's box panel computes its maps
+    (:func:`clip_frame_maps`): batched convolutions round differently, and the median
+    binarisation of a map with many near-equal values moves with the last bits, so the panel
+    and ``avstudio eval --library`` would disagree in the third decimal."""
     out: list[dict[str, Any]] = []
     emit(progress, task, 0, len(samples))
     for b in range(0, len(samples), batch):
