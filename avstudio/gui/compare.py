@@ -57,6 +57,7 @@ class ComparePane(QObject):
         self.view.setVisible(False)
         self.title_a = pane_title_label("paneTitleA")
         self.title_b = pane_title_label("paneTitleB")
+        self.pane_b = None  # B's pane (title + view), set by the window that lays them out
 
     # -- state, as the window and the tests see it ------------------------------------------
     @property
@@ -260,6 +261,8 @@ class ComparePane(QObject):
     def update_layout(self) -> None:
         st, p = self.state, self.win.player
         self.view.setVisible(st.second_pane)
+        if self.pane_b is not None:
+            self.pane_b.setVisible(st.second_pane)
         a, b = st.titles(p.bundle, p.k, p.model_loading)
         self.title_a.setText(a)
         self.title_b.setText(b)

@@ -121,12 +121,17 @@ class MainWindow(QMainWindow):
         panes.setContentsMargins(0, 0, 0, 0)
         panes.setSpacing(2)
         for title, view in ((self.compare.title_a, self.view), (self.compare.title_b, self.compare.view)):
-            col = QVBoxLayout()
+            # each pane in its own widget: B's is hidden whole when there is no second pane (a
+            # stretched layout of hidden widgets still took half the width)
+            pane = QWidget()
+            col = QVBoxLayout(pane)
             col.setContentsMargins(0, 0, 0, 0)
             col.setSpacing(0)
             col.addWidget(title)
             col.addWidget(view, 1)
-            panes.addLayout(col, 1)
+            panes.addWidget(pane, 1)
+        self.compare.pane_b = pane
+        pane.setVisible(False)
         v.addLayout(panes, 1)
         v.addWidget(self.transport)
         self.setCentralWidget(central)

@@ -138,3 +138,16 @@ def test_avin_as_the_windows_model_has_one_map_and_says_so(qtbot, media, dialogs
     assert "AVIN" in w.panel.status.text() and "one heatmap per frame" in w.panel.status.text()
     assert not dialogs
     w.shutdown()
+
+
+def test_one_model_gets_the_whole_width_and_a_second_model_half(qtbot, media, dialogs):
+    """Without a second model the video takes the window's whole central width (B's hidden
+    pane once kept half of it, blank); with B open the two panes share it."""
+    w = open_window(qtbot, media["hsa"])
+    open_clip(qtbot, w, media["clip"])
+    central = w.centralWidget().width()
+    qtbot.waitUntil(lambda: w.view.width() >= central - 4, timeout=WAIT)
+    w.open_compare_model(media["avin"])
+    qtbot.waitUntil(lambda: w.compare.bundle is not None and w.compare.view.isVisible(), timeout=WAIT)
+    qtbot.waitUntil(lambda: abs(w.view.width() - w.compare.view.width()) <= 4
+                    and w.view.width() < 0.6 * central, timeout=WAIT)
