@@ -51,6 +51,10 @@ def run(args) -> int:
         with NpzStreamWriter(Path(args.out) / "heatmaps.npz", progress=progress) as sink:
             res = analyze_clip(bundle, args.video, k=args.k, batch=args.batch, progress=progress, sink=sink)
             extra = {}
+            if bundle.separator is None and not args.no_stems and res.k > 0:
+                # say it, rather than leave the user looking for stems that were never made
+                extra = {"stems_note": "this model has no separator: no stems (a model with one, e.g. "
+                                       "models/shapes, writes stems/<k>.wav)"}
             if bundle.separator is not None and not args.no_stems:
                 from ..analysis.separate import write_stems
 
@@ -64,5 +68,8 @@ def run(args) -> int:
     if res.note:
         result["note"] = res.note
         print(f"avstudio analyze: note: {res.note}", file=sys.stderr)
+    if "stems_note" in extra:
+        result["stems_note"] = extra["stems_note"]
+        print(f"avstudio analyze: note: {extra['stems_note']}", file=sys.stderr)
     print(json.dumps(result, indent=2))
     return 0

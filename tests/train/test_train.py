@@ -132,6 +132,9 @@ def test_analyze_and_eval_cli(bench, tmp_path):
     assert abs(t[1] - t[0] - 0.04) < 1e-6
     s = json.loads((out / "summary.json").read_text())
     assert s["k"] == 2 and "timings" in s and s["model"]
+    # the trained model has no separator: no stems, and the user is told so
+    assert not (out / "stems").exists() and "no separator" in s["stems_note"]
+    assert "no separator" in r.stderr and "no separator" in json.loads(r.stdout)["stems_note"]
     r = run_cli("eval", "--model", run, "--data", bench, "--frames-per-clip", "2", "--quiet")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
