@@ -69,7 +69,7 @@ esac
 case "${1:-all}" in
 ablations|all)
   # the same C2 + C3 steps with the old recipe: every stage restarts at lr 1e-3, no replay
-  train $COMMON --init $R/c1_A/model.safetensors --out $R/abl_c23_plain --stages 2,3 --epochs 4,4 \
+  train $COMMON --init $R/c1_A/model.safetensors --out $R/abl_c23_plain --stages 2,3 --epochs 3,3 \
         --counter-epochs 0
   # no curriculum: every level mixed from the start, as many steps as C1 -> C2 -> C3
   train $COMMON $ARCH --out $R/abl_mixed --stages 1,2,3 --epochs 6,4,4 --no-curriculum --counter-epochs 0
