@@ -358,6 +358,33 @@ def isolate_gui(qapp, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("AVSTUDIO_NO_AUDIO", "1")
 
 
+GUI_WAIT = 30000  # ms: how long an app test waits for a window, a clip or its analysis (the machine is shared)
+
+
+def open_window(qtbot, model, **kw):
+    """The app's main window on ``model``, shown at 900x700, without sound and with 2 clusters
+    unless ``kw`` says otherwise; returns once the model is loaded."""
+    from avstudio.gui.main_window import MainWindow
+
+    kw.setdefault("audio", False)
+    kw.setdefault("k", 2)
+    w = MainWindow(model_path=model, **kw)
+    qtbot.addWidget(w)
+    w.resize(900, 700)
+    w.show()
+    qtbot.waitUntil(lambda: not w.player.model_loading, timeout=GUI_WAIT)
+    return w
+
+
+def open_clip(qtbot, w, path, analysed: bool = True) -> None:
+    """Open ``path`` in window ``w`` and wait for its first frame on screen (and, when
+    ``analysed``, for the analysis to finish)."""
+    assert w.open_file(path)
+    qtbot.waitUntil(lambda: w.view.last_painted_index == 0, timeout=GUI_WAIT)
+    if analysed:
+        qtbot.waitUntil(lambda: w.player.analysis_state == "done", timeout=GUI_WAIT)
+
+
 # ---------------------------------------------------------------- models
 
 def make_tiny_model(folder, separator: bool = True, counter: bool = False, seed: int = 0) -> Path:

@@ -39,9 +39,17 @@ def normalise(m: np.ndarray) -> np.ndarray:
     return ((m - lo) / (hi - lo)).astype(np.float32)
 
 
+# A normalised map often has a plateau (a saturated or padded region: a quarter of the pixels
+# within 1e-7 of each other is common) and the median can fall on it; which side of ``>=`` each
+# plateau pixel lands on is then decided by float noise (the thread count, the batch size),
+# enough to move a frame's median-binarised NSA from 0.25 to 0.38. Values within MEDIAN_TIE of the
+# median count as the median: the whole plateau is in, whatever the last bits.
+MEDIAN_TIE = 1e-5
+
+
 def binarise(m01: np.ndarray, how: str) -> np.ndarray:
     if how == "median":
-        return m01 >= np.median(m01)
+        return m01 >= np.median(m01) - MEDIAN_TIE
     if how == "0.5":
         return m01 >= 0.5
     raise ValueError(f"unknown binarisation {how!r}")

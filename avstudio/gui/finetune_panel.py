@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QMessageBox,
@@ -41,22 +40,18 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QToolButton,
-    QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from ..assets import default_model_dir
 from ..errors import AVStudioError
-from ..studio.overlay import cluster_colour
-from ..studio.runs import EventView, RunMonitor, checkpoint_text, end_text, loss_summary, run_stage_rows
+from ..studio.runs import EventView, RunMonitor, checkpoint_text, end_text
 from ..train import job as J
 from . import style
-from .timeline import pg
+from .run_views import RunCurves, RunList
 
 POLL_MS = 200
-COUNTER_COLOUR = (170, 178, 191)
 LR_CHOICES = ["1e-3", "5e-4", "3e-4", "1e-4", "3e-5", "1e-5"]
 
 
@@ -100,23 +95,6 @@ def _no_focus(w: QWidget) -> QWidget:
     return w
 
 
-def _plot(title: str, legend: bool):
-    w = pg.PlotWidget(background=style.BG_PLOT)
-    w.setMenuEnabled(False)
-    w.showGrid(x=True, y=True, alpha=0.15)
-    w.setTitle(title, color=style.FG_DIM, size="9pt")
-    w.setLabel("bottom", "epoch", color=style.FG_DIM)
-    for ax in ("left", "bottom"):
-        w.getAxis(ax).setTextPen(style.FG_DIM)
-        w.getAxis(ax).setPen(pg.mkPen("#3a414d"))
-        w.getAxis(ax).enableAutoSIPrefix(False)
-    w.setMinimumSize(220, 150)
-    if legend:
-        lg = w.addLegend(offset=(-8, 8), labelTextColor=style.FG, labelTextSize="8pt")
-        lg.setBrush(pg.mkBrush(20, 22, 27, 200))
-    return w
-
-
 class FinetunePanel(QWidget):
     """Set up, run, watch and resume fine-tuning runs on the library's annotated clips."""
 
@@ -144,7 +122,6 @@ class FinetunePanel(QWidget):
         self._stage_boxes: dict[int, QCheckBox] = {}
         self._all_counts: dict[int, int] = {}
         self._clips_dirty = True
-        self.items: dict[str, tuple] = {}  # stage -> its plot items
 
         outer = QHBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
@@ -282,33 +259,14 @@ class FinetunePanel(QWidget):
         split.addWidget(box)
 
         # -- curves ----------------------------------------------------------------------------
-        plots = QWidget()
-        pv = QHBoxLayout(plots)
-        pv.setContentsMargins(0, 0, 0, 0)
-        self.loss_plot = _plot("Loss (contrastive; counter: Poisson)", legend=True)
-        self.acc_plot = _plot("Accuracy (matching; counter: exact count)", legend=False)
-        self.acc_plot.setYRange(0.0, 1.0, padding=0.04)
-        pv.addWidget(self.loss_plot)
-        pv.addWidget(self.acc_plot)
-        split.addWidget(plots)
+        self.curves = RunCurves()
+        split.addWidget(self.curves)
 
         # -- runs ------------------------------------------------------------------------------
         box = QGroupBox("Runs")
         v = QVBoxLayout(box)
         v.setContentsMargins(8, 10, 8, 8)
-        self.runs = QTreeWidget()
-        self.runs.setRootIsDecorated(True)
-        self.runs.setIndentation(12)
-        self.runs.setAlternatingRowColors(True)
-        self.runs.setHeaderLabels(["Run", "Status", "Loss"])
-        self.runs.headerItem().setToolTip(2, "Epochs done; per stage, the loss of its first and last epoch")
-        self.runs.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.runs.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        h = self.runs.header()
-        h.setStretchLastSection(False)
-        h.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        h.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        h.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.runs = RunList()
         self.runs.itemSelectionChanged.connect(self._on_run_selected)
         v.addWidget(self.runs, 1)
         row = QHBoxLayout()
@@ -713,46 +671,14 @@ class FinetunePanel(QWidget):
 
     # ======================================================================== curves
     def _reset_curves(self, monitor: RunMonitor) -> None:
-        self.loss_plot.clear()
-        self.acc_plot.clear()
-        for p in (self.loss_plot, self.acc_plot):
-            if p.plotItem.legend is not None:
-                p.plotItem.legend.clear()
         self.monitor = monitor
-        self.items = {}
-
-    def _colour(self, stage: str) -> tuple[int, int, int]:
-        j = self.monitor.stage_index(stage)
-        return COUNTER_COLOUR if j < 0 else cluster_colour(j)
-
-    def _items(self, stage: str) -> tuple:
-        """The stage's plot items: faint, the running mean of the epoch in progress; solid with
-        dots, the finished epochs."""
-        if stage not in self.items:
-            c = self._colour(stage)
-            items = []
-            for p in (self.loss_plot, self.acc_plot):
-                live = p.plot([], [], pen=pg.mkPen((*c, 120), width=1))
-                pts = p.plot([], [], pen=pg.mkPen(c, width=2), symbol="o", symbolSize=7,
-                             symbolBrush=pg.mkBrush(*c), symbolPen=pg.mkPen("#0d0f12"),
-                             name=stage if p is self.loss_plot else None)
-                items.append((live, pts))
-            self.items[stage] = tuple(items)
-        return self.items[stage]
+        self.curves.reset(monitor)
 
     def _redraw(self, stage: str) -> None:
-        s = self.series[stage]
-        (ll, lp), (al, ap) = self._items(stage)
-        ll.setData(s["x"], s["loss"])
-        al.setData(s["x"], s["acc"])
-        lp.setData(s["ex"], s["eloss"])
-        ap.setData(s["ex"], s["eacc"])
+        self.curves.redraw(stage)
 
     def _load_history_points(self, run_dir: Path) -> list[dict]:
-        hist = self.monitor.load_history(run_dir)
-        for stage in self.series:
-            self._redraw(stage)
-        return hist
+        return self.curves.load_history(run_dir)
 
     def show_run_curves(self, run_id: Optional[int]) -> None:
         """Draw a past run's curves (its epochs) while nothing is training."""
@@ -769,81 +695,32 @@ class FinetunePanel(QWidget):
             self._load_history_points(Path(run.config["run_dir"]))
 
     # ======================================================================== runs list
+    def _live(self) -> Optional[tuple[int, str]]:
+        """The run in progress and its status as the process is now (running or paused)."""
+        if self.proc is None or self.run_id is None:
+            return None
+        return int(self.run_id), "paused" if self.proc.paused else "running"
+
     def refresh_runs(self, select: Optional[int] = None) -> None:
         lib = self.lib
-        keep = select if select is not None else self.selected_run_id()
-        self.runs.blockSignals(True)
-        self.runs.clear()
+        runs = []
         if lib is not None:
             try:
                 runs = lib.runs()
             except AVStudioError:
                 runs = []
-            for i, run in enumerate(reversed(runs)):
-                it = QTreeWidgetItem()
-                it.setData(0, Qt.ItemDataRole.UserRole, run.id)
-                self._fill_run_item(it, run)
-                self.runs.addTopLevelItem(it)
-                it.setExpanded(i == 0 or run.id == keep)
-                if run.id == keep:
-                    it.setSelected(True)
-                    self.runs.setCurrentItem(it)
-        self.runs.blockSignals(False)
+        self.runs.fill(runs, select if select is not None else self.selected_run_id(), self._live())
         self._update_buttons()
 
-    def _fill_run_item(self, it: QTreeWidgetItem, run) -> None:
-        """A run's row (name, status, epochs done) and one child row per stage (its loss)."""
-        from PySide6.QtGui import QBrush, QColor
-
-        m = run.metrics or {}
-        status = run.status
-        if self.proc is not None and run.id == self.run_id:
-            status = "paused" if self.proc.paused else "running"
-        n = m.get("epochs_done")
-        for c, t in enumerate([run.name, status, f"{n} epoch{'s' if n != 1 else ''}" if n else ""]):
-            it.setText(c, t)
-        tip = [f"{run.name}: {status}, stages {' '.join(str(s) for s in run.stages)}",
-               str(run.config.get("run_dir", ""))]
-        if loss_summary(m):
-            tip.append(f"loss, first → last epoch: {loss_summary(m)}")
-        if m.get("error"):
-            tip.append(str(m["error"]))
-        if run.model_path:
-            tip.append(f"model: {run.model_path}")
-        for c in range(3):
-            it.setToolTip(c, "\n".join(tip))
-        colour = {"finished": "#6cc497", "failed": "#e0787a", "cancelled": "#e6c229",
-                  "running": style.ACCENT, "paused": style.ACCENT}.get(status)
-        if colour:
-            it.setForeground(1, QBrush(QColor(colour)))
-        it.takeChildren()
-        for stage, ne, text in run_stage_rows(m):
-            ch = QTreeWidgetItem([stage, "" if ne is None else f"{ne} epoch{'s' if ne != 1 else ''}", text])
-            ch.setData(0, Qt.ItemDataRole.UserRole, run.id)
-            for c in range(3):
-                ch.setForeground(c, QBrush(QColor(style.FG_DIM)))
-                ch.setToolTip(c, "\n".join(tip))
-            it.addChild(ch)
-
     def _update_run_item(self, run) -> None:
-        for i in range(self.runs.topLevelItemCount()):
-            it = self.runs.topLevelItem(i)
-            if it.data(0, Qt.ItemDataRole.UserRole) == run.id:
-                self._fill_run_item(it, run)
-                return
-        self.refresh_runs()
+        if not self.runs.update_run(run, self._live()):
+            self.refresh_runs()
 
     def selected_run_id(self) -> Optional[int]:
-        items = self.runs.selectedItems()
-        return None if not items else int(items[0].data(0, Qt.ItemDataRole.UserRole))
+        return self.runs.selected_run_id()
 
     def select_run(self, run_id: int) -> None:
-        for i in range(self.runs.topLevelItemCount()):
-            it = self.runs.topLevelItem(i)
-            if it.data(0, Qt.ItemDataRole.UserRole) == run_id:
-                self.runs.setCurrentItem(it)
-                it.setSelected(True)
-                return
+        self.runs.select_run(run_id)
 
     def _on_run_selected(self) -> None:
         self._update_buttons()

@@ -29,6 +29,28 @@ def test_binarisations_and_flat_maps():
     assert w["0.5"]["nsa"] == 0.0 and w["0.5"]["ciou"] == pytest.approx(25 / 400)
 
 
+def test_median_binarisation_ignores_float_noise_on_a_plateau():
+    """A map whose median falls on a plateau (here 40 % of the pixels at one value) scores the
+    same with and without last-bit noise (what another thread count or batch size gives)."""
+    g = np.zeros((16, 16), bool)
+    g[:8, :8] = True
+    rng = np.random.default_rng(0)
+    heat = rng.uniform(0.0, 1.0, (16, 16)).astype(np.float32)
+    plateau = rng.random((16, 16)) < 0.4
+    heat[plateau] = 0.5
+    heat[0, 0], heat[-1, -1] = 0.0, 1.0  # fixed ends: the normalisation does not move
+    ref = np.median(heat)
+    assert ref == np.float32(0.5)  # the median is on the plateau
+    clean = M.score_heatmap(heat, g)["median"]
+    for seed in range(5):
+        noise = np.random.default_rng(seed).uniform(-3e-7, 3e-7, heat.shape).astype(np.float32)
+        noisy = heat + noise * plateau
+        assert M.score_heatmap(noisy, g)["median"] == clean
+    # the plateau is in: every plateau pixel is positive
+    p = M.binarise(M.normalise(heat), "median")
+    assert p[plateau].all()
+
+
 def test_heatmap_is_upsampled_to_the_mask():
     g = np.zeros((112, 112), bool)
     g[:56, :56] = True

@@ -22,10 +22,10 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from helpers import make_random_bytes, make_text, make_tiny_model, make_video  # noqa: E402
+from helpers import GUI_WAIT, make_random_bytes, make_text, make_tiny_model, make_video, open_clip, open_window  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-WAIT = 30000  # ms: generous, the machine is shared
+WAIT = GUI_WAIT
 
 
 @pytest.fixture(scope="session")
@@ -42,31 +42,11 @@ def assets(tmp_path_factory):
     }
 
 
-def open_window(qtbot, model, **kw):
-    from avstudio.gui.main_window import MainWindow
-
-    kw.setdefault("audio", False)
-    kw.setdefault("k", 2)
-    w = MainWindow(model_path=model, **kw)
-    qtbot.addWidget(w)
-    w.resize(900, 700)
-    w.show()
-    qtbot.waitUntil(lambda: not w.player.model_loading, timeout=WAIT)
-    return w
-
-
 @pytest.fixture
 def win(qtbot, assets, dialogs):
     w = open_window(qtbot, assets["model"])
     yield w
     w.shutdown()
-
-
-def open_clip(qtbot, w, path, analysed=True):
-    assert w.open_file(path)
-    qtbot.waitUntil(lambda: w.view.last_painted_index == 0, timeout=WAIT)
-    if analysed:
-        qtbot.waitUntil(lambda: w.player.analysis_state == "done", timeout=WAIT)
 
 
 def frame_index_of(w) -> int:

@@ -10,29 +10,9 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from avstudio.studio.display import SPEC_FLOOR_DB, SPEC_TOP_DB  # noqa: E402
-from helpers import make_tiny_model, make_video  # noqa: E402
+from helpers import GUI_WAIT, make_tiny_model, make_video, open_clip, open_window  # noqa: E402
 
-WAIT = 30000  # ms: generous, the machine is shared
-
-
-def open_window(qtbot, model, **kw):
-    from avstudio.gui.main_window import MainWindow
-
-    kw.setdefault("audio", False)
-    kw.setdefault("k", 2)
-    w = MainWindow(model_path=model, **kw)
-    qtbot.addWidget(w)
-    w.resize(900, 700)
-    w.show()
-    qtbot.waitUntil(lambda: not w.player.model_loading, timeout=WAIT)
-    return w
-
-
-def open_clip(qtbot, w, path, analysed=True):
-    assert w.open_file(path)
-    qtbot.waitUntil(lambda: w.view.last_painted_index == 0, timeout=WAIT)
-    if analysed:
-        qtbot.waitUntil(lambda: w.player.analysis_state == "done", timeout=WAIT)
+WAIT = GUI_WAIT
 
 
 @pytest.fixture(scope="module")
