@@ -75,6 +75,9 @@ ablations|all)
   train $COMMON $ARCH --out $R/abl_mixed --stages 1,2,3 --epochs 6,4,4 --no-curriculum --counter-epochs 0
   # still frames: the same C1 stage with one frame per sample (no motion)
   train $COMMON $ARCH --arch-set stack=1 --out $R/abl_still --stages 1 --epochs 3 --counter-epochs 0
+  # a wider frame stack, 9 frames 0.1 s apart (faster at first, then worse on validation)
+  train $COMMON $ARCH --arch-set stack=9 --arch-set stack_step_s=0.1 --arch-set heat_temperature=0.3 \
+        --out $R/c1_W --stages 1 --epochs 6 --counter-epochs 0
   for m in c1_A/model c23/stages/C2 c23/model abl_c23_plain/stages/C2 abl_c23_plain/model abl_mixed/model; do
     ev "$R/$m.safetensors" "$R/eval/$(echo "$m" | tr / _).json" $D/ptest
   done
