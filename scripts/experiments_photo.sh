@@ -78,6 +78,9 @@ ablations|all)
   # a wider frame stack, 9 frames 0.1 s apart (faster at first, then worse on validation)
   train $COMMON $ARCH --arch-set stack=9 --arch-set stack_step_s=0.1 --arch-set heat_temperature=0.3 \
         --out $R/c1_W --stages 1 --epochs 6 --counter-epochs 0
+  # four times the batch (64 clips x 2 moments), lr 2e-3, twice the clips of C1
+  train $COMMON $ARCH --arch-set stack=7 --batch-clips 64 --lr 2e-3 --out $R/c1_big --stages 1 --epochs 12 \
+        --counter-epochs 0
   for m in c1_A/model c23/stages/C2 c23/model abl_c23_plain/stages/C2 abl_c23_plain/model abl_mixed/model; do
     ev "$R/$m.safetensors" "$R/eval/$(echo "$m" | tr / _).json" $D/ptest
   done
