@@ -460,7 +460,10 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
     if chunks is not None:
         ring.start = int(round(max(0.0, t0 - cfg.audio_seconds) * cfg.sample_rate))
 
-    heat, aligned, unaligned, vvecs, acent, idxs, times = [], [], [], [], [], [], []
+    # per-frame outputs, filled in place (analysis of frames start_frame..total)
+    rows = max(1, total - start_frame)
+    heat, aligned, unaligned, vvecs, acent = (_Rows(rows) for _ in range(5))
+    idxs, times = _Rows(rows, np.int64), _Rows(rows, np.float64)
     ref: Optional[np.ndarray] = None  # running reference of the k audio centers [k, D]
     t_decode = t_model = t_trim = 0.0
     trimmed_at = 0
@@ -469,7 +472,7 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
     # (saves recomputing them from decoded frames when stems are wanted)
     sep = bundle.separator if not is_avin else None
     attend_tau = None
-    attended: list = []
+    attended = _Rows(rows)
     if sep is not None and sep.cfg.conditioning == "attended":
         attend_tau = float(sep.cfg.attend_tau)
 
@@ -624,21 +627,21 @@ def analyze_clip(bundle, path: str, k: Optional[int] = None, batch: int = 32,
     if not idxs:
         raise MediaError(f"{show(path)}: no frames in the requested range could be decoded")
     elapsed = time.perf_counter() - t_start
-    n = int(sum(len(x) for x in idxs))
+    n = len(idxs)
     timings = {"total_s": elapsed, "decode_s": t_decode, "model_s": t_model, "trim_s": t_trim, "frames": n,
                "frames_per_s": n / elapsed if elapsed > 0 else None,
                "realtime_factor": (n / fps) / elapsed if elapsed > 0 else None,
                "maps_computed": interp.computed, "map_stride": stride,
                "maps_per_second_of_video": fps / stride}
     return ClipAnalysis(
-        path=str(path), k=k, fps=fps, frame_indices=np.concatenate(idxs), times=np.concatenate(times),
-        heatmaps=None if sink is not None else _cat32(heat),
-        aligned=None if sink is not None or is_avin else _cat32(aligned),
-        unaligned=None if sink is not None or is_avin or k == 0 else _cat32(unaligned),
-        visual_vectors=None if is_avin else _cat32(vvecs), audio_centers=_cat32(acent), timings=timings,
+        path=str(path), k=k, fps=fps, frame_indices=idxs.array(), times=times.array(),
+        heatmaps=None if sink is not None else heat.array(),
+        aligned=None if sink is not None or is_avin else aligned.array(),
+        unaligned=None if sink is not None or is_avin or k == 0 else unaligned.array(),
+        visual_vectors=None if is_avin else vvecs.array(), audio_centers=acent.array(), timings=timings,
         model=bundle.name, method="avin" if is_avin else "hsa",
         count_prediction=None if count_est is None else count_est.to_dict(),
-        attended_vectors=_cat32(attended) if attend_tau is not None else None,
+        attended_vectors=attended.array() if attend_tau is not None else None,
         attended_tau=float(attend_tau if attend_tau is not None else 0.05), sink=sink,
         sound=sound.to_dict(), note=note)
 
@@ -715,9 +718,34 @@ def _stacked(frames, stacker: FrameStacker, start: int, stop: int):
     yield from stacker.finish()
 
 
-def _cat32(parts: list) -> np.ndarray:
-    """Concatenate per-batch float16/32 parts into one float32 array, freeing the parts as it
-    goes (no float16 copy of the whole: a 10-minute clip's peak stays near its outputs)."""
-    out = np.concatenate(parts, axis=0, dtype=np.float32)
-    parts.clear()
-    return out
+class _Rows:
+    """Per-frame outputs appended batch by batch into one array allocated for the whole clip
+    (``capacity`` rows: the frame count its header gives), grown by half when a file holds more
+    frames than it says. A list of batches concatenated at the end held every output twice at
+    the peak of a long clip; rows of the capacity never written are never touched, so they
+    cost no memory."""
+
+    def __init__(self, capacity: int, dtype=np.float32):
+        self.capacity = max(1, int(capacity))
+        self.dtype = dtype
+        self.buf: Optional[np.ndarray] = None
+        self.n = 0
+
+    def append(self, a) -> None:
+        a = np.asarray(a)
+        if self.buf is None:
+            self.buf = np.empty((max(self.capacity, len(a)), *a.shape[1:]), self.dtype)
+        need = self.n + len(a)
+        if need > len(self.buf):
+            grown = np.empty((max(need, len(self.buf) * 3 // 2), *self.buf.shape[1:]), self.dtype)
+            grown[:self.n] = self.buf[:self.n]
+            self.buf = grown
+        self.buf[self.n:need] = a
+        self.n = need
+
+    def __len__(self) -> int:
+        return self.n
+
+    def array(self) -> np.ndarray:
+        """The rows written (a view of the buffer: no copy)."""
+        return np.empty((0,), self.dtype) if self.buf is None else self.buf[:self.n]

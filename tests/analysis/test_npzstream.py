@@ -63,3 +63,23 @@ def test_analysis_streamed_matches_the_one_kept_in_memory(tmp_path):
     for n in a.files:
         assert a[n].shape == b[n].shape and a[n].dtype == b[n].dtype, n
         assert np.allclose(a[n], b[n], atol=1e-3), n
+
+
+@pytest.mark.parametrize("capacity", [1, 40, 101, 500])
+def test_per_frame_rows_fill_one_array_in_place(capacity):
+    """The analysis keeps its small per-frame outputs in one array sized from the clip's frame
+    count (grown by half when a file holds more frames than its header says), never as a list of
+    batches plus their concatenation (which held every output twice at the end of a long clip)."""
+    from avstudio.analysis.localize import _Rows
+
+    rng = np.random.default_rng(1)
+    parts = [rng.random((n, 2, 3)).astype(np.float16) for n in (32, 32, 32, 5)]
+    r = _Rows(capacity)
+    assert len(r) == 0 and r.array().shape == (0,)
+    for p in parts:
+        r.append(p)
+    out = r.array()
+    assert len(r) == 101 and out.dtype == np.float32
+    assert np.array_equal(out, np.concatenate(parts).astype(np.float32))
+    # a view of the buffer, not a copy; the buffer was allocated once when the capacity fits
+    assert out.base is r.buf and (capacity < 101 or len(r.buf) == capacity)
