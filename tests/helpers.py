@@ -376,6 +376,17 @@ def open_window(qtbot, model, **kw):
     return w
 
 
+def open_bare_window(qtbot):
+    """The app's main window without a model (library and fine-tune work), shown at 1200x800."""
+    from avstudio.gui.main_window import MainWindow
+
+    w = MainWindow(audio=False, load_model=False)
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    return w
+
+
 def open_clip(qtbot, w, path, analysed: bool = True) -> None:
     """Open ``path`` in window ``w`` and wait for its first frame on screen (and, when
     ``analysed``, for the analysis to finish)."""

@@ -28,7 +28,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QKeySequence  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
-from helpers import make_random_bytes, make_video  # noqa: E402
+from helpers import make_random_bytes, make_video, open_bare_window  # noqa: E402
 
 WAIT = 60000  # ms: the machine is shared
 
@@ -43,12 +43,7 @@ def clips(tmp_path_factory):
 
 @pytest.fixture
 def win(qtbot, dialogs):
-    from avstudio.gui.main_window import MainWindow
-
-    w = MainWindow(audio=False, load_model=False)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
+    w = open_bare_window(qtbot)
     yield w
     fp = w.finetune_panel
     if fp.proc is not None:  # never leave a process behind

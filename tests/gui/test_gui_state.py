@@ -16,7 +16,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QRect, Qt  # noqa: E402
 from PySide6.QtGui import QFontMetrics  # noqa: E402
 
-from helpers import GUI_WAIT, make_text, make_tiny_model, make_video, open_clip, open_window  # noqa: E402
+from helpers import GUI_WAIT, make_text, make_tiny_model, make_video, open_bare_window, open_clip, open_window  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,12 +43,7 @@ def win(qtbot, media, dialogs):
 @pytest.fixture
 def bare(qtbot, dialogs):
     """The window without a model (library work)."""
-    from avstudio.gui.main_window import MainWindow
-
-    w = MainWindow(audio=False, load_model=False)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
+    w = open_bare_window(qtbot)
     yield w
     w.shutdown()
 
